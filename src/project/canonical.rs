@@ -1,0 +1,1 @@
+//! Load stage `canonical` (being written).

@@ -1,0 +1,1 @@
+//! Load stage `discover` (being written).

@@ -1,0 +1,1 @@
+//! Load stage `dotenv` (being written).

@@ -1,0 +1,1 @@
+//! Load stage `extends` (being written).

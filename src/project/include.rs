@@ -1,0 +1,1 @@
+//! Load stage `include` (being written).

@@ -1,0 +1,1 @@
+//! Load stage `interpolate` (being written).

@@ -1,0 +1,1 @@
+//! Load stage `merge` (being written).

@@ -1,0 +1,1 @@
+//! The typed canonical Compose model (being written).

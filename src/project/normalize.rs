@@ -1,0 +1,1 @@
+//! Load stage `normalize` (being written).

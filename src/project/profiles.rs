@@ -1,0 +1,1 @@
+//! Load stage `profiles` (being written).

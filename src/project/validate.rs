@@ -1,0 +1,1 @@
+//! Load stage `validate` (being written).

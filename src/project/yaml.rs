@@ -1,0 +1,1 @@
+//! Load stage `yaml` (being written).
