@@ -1,1 +1,158 @@
-//! The command line (being written).
+//! The command line: `docker compose`'s global options and one module per subcommand.
+//!
+//! This is the binary's edge, so errors are `anyhow` here; the library stages below keep
+//! their typed errors and this layer only adds context and picks the exit code.
+
+mod config;
+mod version;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::project::discover::{self, Environment, ProjectFlags, ProjectInputs};
+
+/// Exit code for errors in the user's project or in running a command.
+pub const EXIT_FAILURE: u8 = 1;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rcompose",
+    about = "Define and run multi-container applications (Compose Specification), no daemon needed",
+    version,
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOptions,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The global options of `docker compose`, plus rcompose's state root.
+#[derive(Debug, clap::Args)]
+pub struct GlobalOptions {
+    /// Compose configuration files (repeatable; `-` reads standard input)
+    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    pub files: Vec<String>,
+    /// Project name
+    #[arg(short = 'p', long = "project-name", global = true)]
+    pub project_name: Option<String>,
+    /// Alternate working directory (default: the directory of the first Compose file)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub project_directory: Option<PathBuf>,
+    /// Alternate environment files (repeatable)
+    #[arg(long = "env-file", global = true, value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
+    /// Profiles to enable (repeatable)
+    #[arg(long = "profile", global = true, value_name = "PROFILE")]
+    pub profiles: Vec<String>,
+    /// Control when to print ANSI control characters
+    #[arg(long, global = true, value_enum, default_value_t = Ansi::Auto)]
+    pub ansi: Ansi,
+    /// Set type of progress output
+    #[arg(long, global = true, value_enum, default_value_t = Progress::Auto)]
+    pub progress: Progress,
+    /// Control max parallelism, -1 for unlimited
+    #[arg(long, global = true, default_value_t = -1, allow_negative_numbers = true)]
+    pub parallel: i64,
+    /// State root of the embedded engine
+    #[arg(
+        long,
+        global = true,
+        env = "RCOMPOSE_ROOT",
+        default_value = "/var/lib/rcompose",
+        value_name = "DIR"
+    )]
+    pub root: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ansi {
+    Never,
+    Always,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Tty,
+    Plain,
+    Json,
+    Quiet,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse, resolve and render the Compose file in canonical format
+    #[command(alias = "convert")]
+    Config(config::ConfigArgs),
+    /// Show the rcompose version information
+    Version(version::VersionArgs),
+}
+
+/// Parses the command line, runs the command and returns the process exit code.
+pub fn run() -> u8 {
+    let cli = Cli::parse();
+    apply_ansi(cli.global.ansi);
+    let result = match &cli.command {
+        Command::Config(args) => config::run(&cli.global, args),
+        Command::Version(args) => version::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("{}", render_error(&err));
+            EXIT_FAILURE
+        }
+    }
+}
+
+fn apply_ansi(ansi: Ansi) {
+    match ansi {
+        Ansi::Never => console::set_colors_enabled(false),
+        Ansi::Always => console::set_colors_enabled(true),
+        Ansi::Auto => {}
+    }
+    console::set_colors_enabled_stderr(console::colors_enabled_stderr() && ansi != Ansi::Never);
+}
+
+/// One line per cause, outermost first, without repeating text a cause already says.
+fn render_error(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+impl GlobalOptions {
+    pub fn project_flags(&self) -> ProjectFlags {
+        ProjectFlags {
+            files: self.files.clone(),
+            project_name: self.project_name.clone(),
+            project_directory: self.project_directory.clone(),
+            env_files: self.env_files.clone(),
+            profiles: self.profiles.clone(),
+        }
+    }
+
+    /// Resolves files, directory, name and environment for this invocation.
+    pub fn project_inputs(&self) -> anyhow::Result<ProjectInputs> {
+        let process_env: Environment = std::env::vars().collect();
+        let working_dir = std::env::current_dir()?;
+        Ok(discover::resolve(
+            &self.project_flags(),
+            &process_env,
+            &working_dir,
+        )?)
+    }
+}
