@@ -466,7 +466,7 @@ fn normalize_base(base: Value, rule: Rule) -> Value {
 fn merge_into_null(
     overlay: Value,
     rule: Rule,
-    path: &mut Vec<String>,
+    path: &[String],
     ctx: Ctx,
 ) -> Result<Value, MergeError> {
     let value = fresh(overlay, ctx);
@@ -666,7 +666,7 @@ fn fallback_identity(value: &Value) -> String {
 fn merge_extra_hosts(
     base: Value,
     overlay: Value,
-    path: &mut Vec<String>,
+    path: &[String],
     ctx: Ctx,
 ) -> Result<Value, MergeError> {
     let overlay = fresh(overlay, ctx);
