@@ -9,6 +9,10 @@
 //! A base taken from another file has its relative paths made absolute against that file's
 //! directory, since they were written relative to it; a base from the same file keeps its
 //! paths, which later stages resolve against the project directory.
+//!
+//! `!reset` / `!override` tags of the extending service stay in the resolved service, so
+//! the file-level `merge` (or `resolve_tags` for a lone file) applies them to earlier files
+//! too, as compose-go does.
 
 use std::path::{Component, Path, PathBuf};
 
