@@ -194,7 +194,7 @@ impl Resolver<'_> {
         let services = services_of(&mut doc, &base_file)?.unwrap_or(&mut empty);
         ensure_defined(services, name, base, file, &base_file)?;
         let mut resolved = self.resolve(services, base, &base_file)?;
-        rebase_service_paths(&mut resolved, parent_dir(&base_file));
+        super::paths::resolve_service(&mut resolved, parent_dir(&base_file), None);
         Ok(resolved)
     }
 
@@ -297,142 +297,7 @@ fn parent_dir(file: &Path) -> &Path {
 
 /// `dir` joined with `relative` (kept as is when absolute), without `.` and `..` parts.
 fn clean_join(dir: &Path, relative: &str) -> PathBuf {
-    let mut result = PathBuf::new();
-    for component in dir.join(relative).components() {
-        match component {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                result.pop();
-            }
-            other => result.push(other.as_os_str()),
-        }
-    }
-    result
-}
-
-/// Makes the relative host paths of a service absolute against `dir`.
-fn rebase_service_paths(service: &mut Value, dir: &Path) {
-    let Value::Mapping(service) = service else {
-        return;
-    };
-    if let Some(build) = service.get_mut("build") {
-        rebase_build(build, dir);
-    }
-    if let Some(env_files) = service.get_mut("env_file") {
-        rebase_env_files(env_files, dir);
-    }
-    if let Some(label_files) = service.get_mut("label_file") {
-        for_each_entry(label_files, |path| rebase_path(path, dir));
-    }
-    if let Some(Value::Sequence(volumes)) = service.get_mut("volumes") {
-        volumes.iter_mut().for_each(|v| rebase_bind_mount(v, dir));
-    }
-    let watch = service.get_mut("develop").and_then(|d| d.get_mut("watch"));
-    if let Some(Value::Sequence(rules)) = watch {
-        for rule in rules {
-            if let Some(path) = rule.get_mut("path") {
-                rebase_path(path, dir);
-            }
-        }
-    }
-}
-
-fn rebase_build(build: &mut Value, dir: &Path) {
-    let Value::Mapping(build) = build else {
-        rebase_context(build, dir);
-        return;
-    };
-    if let Some(context) = build.get_mut("context") {
-        rebase_context(context, dir);
-    }
-    match build.get_mut("additional_contexts") {
-        Some(Value::Mapping(contexts)) => {
-            contexts.values_mut().for_each(|c| rebase_context(c, dir));
-        }
-        Some(Value::Sequence(contexts)) => {
-            for entry in contexts {
-                rebase_assignment(entry, dir, rebase_context);
-            }
-        }
-        _ => {}
-    }
-    match build.get_mut("ssh") {
-        Some(Value::Mapping(keys)) => keys.values_mut().for_each(|k| rebase_path(k, dir)),
-        Some(Value::Sequence(keys)) => {
-            for entry in keys {
-                rebase_assignment(entry, dir, rebase_path);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn rebase_env_files(env_files: &mut Value, dir: &Path) {
-    for_each_entry(env_files, |entry| match entry {
-        Value::Mapping(m) => {
-            if let Some(path) = m.get_mut("path") {
-                rebase_path(path, dir);
-            }
-        }
-        other => rebase_path(other, dir),
-    });
-}
-
-/// Only bind mounts name host paths; named volumes and tmpfs are left alone.
-fn rebase_bind_mount(volume: &mut Value, dir: &Path) {
-    if volume.get("type").and_then(Value::as_str) != Some("bind") {
-        return;
-    }
-    if let Some(source) = volume.get_mut("source") {
-        rebase_path(source, dir);
-    }
-}
-
-/// Applies `f` to a single value or to each entry of a sequence.
-fn for_each_entry(value: &mut Value, mut f: impl FnMut(&mut Value)) {
-    match value {
-        Value::Sequence(entries) => entries.iter_mut().for_each(f),
-        single => f(single),
-    }
-}
-
-/// Rebases the value of a `name=value` list entry.
-fn rebase_assignment(entry: &mut Value, dir: &Path, rebase: fn(&mut Value, &Path)) {
-    let Some((name, value)) = entry.as_str().and_then(|s| s.split_once('=')) else {
-        return;
-    };
-    let (name, mut value) = (name.to_string(), Value::from(value));
-    rebase(&mut value, dir);
-    if let Some(value) = value.as_str() {
-        *entry = Value::from(format!("{name}={value}"));
-    }
-}
-
-/// A build context is a host path unless it is a URL, a git remote or a non-path reference
-/// (`service:`, `target:`, `docker-image://`).
-fn rebase_context(context: &mut Value, dir: &Path) {
-    let remote = context.as_str().is_some_and(|c| {
-        c.contains("://")
-            || c.starts_with("git@")
-            || c.starts_with("github.com/")
-            || c.starts_with("service:")
-            || c.starts_with("target:")
-    });
-    if !remote {
-        rebase_path(context, dir);
-    }
-}
-
-/// Makes a relative path string absolute; absolute and `~` paths are kept.
-fn rebase_path(path: &mut Value, dir: &Path) {
-    let Some(text) = path.as_str() else {
-        return;
-    };
-    if text.is_empty() || text.starts_with('~') || Path::new(text).is_absolute() {
-        return;
-    }
-    let absolute = clean_join(dir, text);
-    *path = Value::from(absolute.to_string_lossy().into_owned());
+    super::discover::clean(&dir.join(relative))
 }
 
 #[cfg(test)]

@@ -31,52 +31,90 @@ pub fn resolve_document(doc: &mut Value, base: &Path, home: Option<&Path>) {
     }
 }
 
-/// Resolves the path-valued keys of one service.
+/// Resolves the path-valued keys of one service: build contexts and SSH keys, env and
+/// label files, bind-mount sources and watched paths. `home` expands `~`; without it,
+/// `~` paths are kept for a later pass.
 pub fn resolve_service(service: &mut Value, base: &Path, home: Option<&Path>) {
     let Some(service) = untagged_mut(service).as_mapping_mut() else {
         return;
     };
-    if let Some(build) = get_mapping_mut(service, "build") {
-        if is_local_context(build.get("context").and_then(Value::as_str)) {
-            resolve_key(build, "context", base, home);
-        }
-        if let Some(contexts) = get_mapping_mut(build, "additional_contexts") {
-            for (_, value) in contexts.iter_mut() {
-                if let Some(text) = value.as_str() {
-                    if is_local_context(Some(text)) {
-                        *value = Value::String(absolute(text, base, home));
-                    }
-                }
-            }
-        }
+    let fix = |path: &mut Value| resolve_path(path, base, home);
+    if let Some(build) = service.get_mut("build").map(untagged_mut) {
+        resolve_build(build, &fix);
     }
-    if let Some(extends) = get_mapping_mut(service, "extends") {
-        resolve_key(extends, "file", base, home);
+    if let Some(env_files) = service.get_mut("env_file").map(untagged_mut) {
+        for_each_entry(env_files, |entry| match entry.as_mapping_mut() {
+            Some(entry) => entry.get_mut("path").into_iter().for_each(&fix),
+            None => fix(entry),
+        });
     }
-    for_each_entry(service, "env_file", |entry| {
-        if let Some(entry) = entry.as_mapping_mut() {
-            resolve_key(entry, "path", base, home);
-        }
-    });
-    for_each_entry(service, "label_file", |entry| {
-        if let Some(text) = entry.as_str() {
-            *entry = Value::String(absolute(text, base, home));
-        }
-    });
-    for_each_entry(service, "volumes", |entry| {
-        if let Some(mount) = entry.as_mapping_mut() {
+    if let Some(label_files) = service.get_mut("label_file").map(untagged_mut) {
+        for_each_entry(label_files, &fix);
+    }
+    if let Some(volumes) = service.get_mut("volumes").map(untagged_mut) {
+        for_each_entry(volumes, |mount| {
             if mount.get("type").and_then(Value::as_str) == Some("bind") {
-                resolve_key(mount, "source", base, home);
-            }
-        }
-    });
-    if let Some(develop) = get_mapping_mut(service, "develop") {
-        for_each_entry(develop, "watch", |entry| {
-            if let Some(rule) = entry.as_mapping_mut() {
-                resolve_key(rule, "path", base, home);
+                mount.get_mut("source").into_iter().for_each(&fix);
             }
         });
     }
+    let watch = service.get_mut("develop").and_then(|d| d.get_mut("watch"));
+    if let Some(rules) = watch.map(untagged_mut) {
+        for_each_entry(rules, |rule| rule.get_mut("path").into_iter().for_each(&fix));
+    }
+}
+
+fn resolve_build(build: &mut Value, fix: &dyn Fn(&mut Value)) {
+    let context_fix = |context: &mut Value| {
+        if is_local_context(context.as_str()) {
+            fix(context);
+        }
+    };
+    let Some(build) = build.as_mapping_mut() else {
+        context_fix(build);
+        return;
+    };
+    build.get_mut("context").into_iter().for_each(context_fix);
+    match build.get_mut("additional_contexts").map(untagged_mut) {
+        Some(Value::Mapping(contexts)) => contexts.values_mut().for_each(context_fix),
+        Some(Value::Sequence(contexts)) => {
+            for entry in contexts {
+                resolve_assignment(entry, &context_fix);
+            }
+        }
+        _ => {}
+    }
+    match build.get_mut("ssh").map(untagged_mut) {
+        Some(Value::Mapping(keys)) => keys.values_mut().for_each(fix),
+        Some(Value::Sequence(keys)) => {
+            for entry in keys {
+                resolve_assignment(entry, fix);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Resolves the value of a `name=path` list entry.
+fn resolve_assignment(entry: &mut Value, fix: &dyn Fn(&mut Value)) {
+    let Some((name, value)) = entry.as_str().and_then(|s| s.split_once('=')) else {
+        return;
+    };
+    let (name, mut value) = (name.to_string(), Value::from(value));
+    fix(&mut value);
+    if let Some(value) = value.as_str() {
+        *entry = Value::from(format!("{name}={value}"));
+    }
+}
+
+fn resolve_path(path: &mut Value, base: &Path, home: Option<&Path>) {
+    let Some(text) = path.as_str() else {
+        return;
+    };
+    if text.is_empty() || (text.starts_with('~') && home.is_none()) {
+        return;
+    }
+    *path = Value::String(absolute(text, base, home));
 }
 
 /// Makes `path` absolute: `~` is the home directory, relative paths hang off `base`.
@@ -95,7 +133,8 @@ pub fn absolute(path: &str, base: &Path, home: Option<&Path>) -> String {
     clean(&joined).to_string_lossy().into_owned()
 }
 
-/// Build contexts may be URLs or git remotes, which stay as written.
+/// Build contexts may be URLs, git remotes or references to other stages, images and
+/// services, which stay as written.
 fn is_local_context(context: Option<&str>) -> bool {
     let Some(context) = context else {
         return false;
@@ -105,21 +144,22 @@ fn is_local_context(context: Option<&str>) -> bool {
         || context.starts_with("github.com/")
         || context.starts_with("docker-image:")
         || context.starts_with("service:")
+        || context.starts_with("target:")
         || context.starts_with("oci-layout:");
     !remote
 }
 
 fn resolve_key(map: &mut Mapping, key: &str, base: &Path, home: Option<&Path>) {
     if let Some(value) = map.get_mut(key) {
-        if let Some(text) = value.as_str() {
-            *value = Value::String(absolute(text, base, home));
-        }
+        resolve_path(value, base, home);
     }
 }
 
-fn for_each_entry(map: &mut Mapping, key: &str, mut f: impl FnMut(&mut Value)) {
-    if let Some(Value::Sequence(items)) = map.get_mut(key).map(untagged_mut) {
-        items.iter_mut().for_each(|item| f(untagged_mut(item)));
+/// Applies `f` to a single value or to each entry of a sequence.
+fn for_each_entry(value: &mut Value, mut f: impl FnMut(&mut Value)) {
+    match value {
+        Value::Sequence(entries) => entries.iter_mut().map(untagged_mut).for_each(f),
+        single => f(single),
     }
 }
 
