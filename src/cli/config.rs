@@ -4,11 +4,12 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::ValueEnum;
 
 use super::GlobalOptions;
 use crate::project::loader::{self, LoadSettings, Loaded};
-use crate::project::{hash, interpolate, model::Project};
+use crate::project::model::{Project, Service};
+use crate::project::render::{self, Format};
+use crate::project::{hash, interpolate, profiles};
 use crate::ui;
 
 #[derive(Debug, clap::Args)]
@@ -16,8 +17,8 @@ pub struct ConfigArgs {
     /// Only these services (and what they depend on)
     services_filter: Vec<String>,
     /// Format the output
-    #[arg(long, value_enum, default_value_t = ConfigFormat::Yaml)]
-    format: ConfigFormat,
+    #[arg(long, value_enum, default_value_t = Format::Yaml)]
+    format: Format,
     /// Save to file (default to stdout)
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -65,12 +66,6 @@ pub struct ConfigArgs {
     no_consistency: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ConfigFormat {
-    Yaml,
-    Json,
-}
-
 pub fn run(global: &GlobalOptions, args: &ConfigArgs) -> anyhow::Result<u8> {
     let inputs = global.project_inputs()?;
     if args.environment {
@@ -96,8 +91,8 @@ pub fn run(global: &GlobalOptions, args: &ConfigArgs) -> anyhow::Result<u8> {
     };
     let Loaded {
         project,
+        disabled_services,
         warnings,
-        ..
     } = loader::load(&inputs, &settings)?;
     for warning in &warnings {
         eprintln!("WARN {warning}");
@@ -105,7 +100,7 @@ pub fn run(global: &GlobalOptions, args: &ConfigArgs) -> anyhow::Result<u8> {
     let project = if args.services_filter.is_empty() {
         project
     } else {
-        project.with_selected_services(&args.services_filter)?
+        profiles::select(project, &args.services_filter)?
     };
 
     if args.quiet {
@@ -124,18 +119,28 @@ pub fn run(global: &GlobalOptions, args: &ConfigArgs) -> anyhow::Result<u8> {
         let images: Vec<String> = project
             .services
             .iter()
-            .map(|(name, service)| project.image_name(name, service))
+            .map(|(name, service)| image_name(&project.name, name, service))
             .collect();
         return emit(args, &images.join("\n"));
     }
     if args.profiles {
-        return emit(args, &project.all_profiles().join("\n"));
+        let all = project.services.values().chain(disabled_services.values());
+        return emit(args, &profiles::all_profiles(all).join("\n"));
     }
     if let Some(selector) = &args.hash {
         return emit(args, &hashes(&project, selector)?.join("\n"));
     }
-    let text = render(&project, args.format, !args.no_interpolate)?;
+    let text = render::render(&project, args.format, !args.no_interpolate)?;
     emit(args, text.trim_end())
+}
+
+/// The image a service runs: its `image`, or the name Compose gives a built image.
+fn image_name(project: &str, service_name: &str, service: &Service) -> String {
+    if service.image.is_empty() {
+        format!("{project}-{service_name}")
+    } else {
+        service.image.clone()
+    }
 }
 
 /// `SERVICE HASH` lines for one service, a comma-separated list, or `*`.
@@ -155,28 +160,6 @@ fn hashes(project: &Project, selector: &str) -> anyhow::Result<Vec<String>> {
             Ok(format!("{name} {}", hash::service_hash(service)?))
         })
         .collect()
-}
-
-/// The model as Compose prints it. Literal `$` is written back as `$$` so that the output,
-/// loaded again, interpolates to the same model.
-pub fn render(project: &Project, format: ConfigFormat, escape_dollars: bool) -> anyhow::Result<String> {
-    let mut value = serde_json::to_value(project).context("serializing the project")?;
-    if escape_dollars {
-        escape_dollar_signs(&mut value);
-    }
-    Ok(match format {
-        ConfigFormat::Json => serde_json::to_string_pretty(&value)?,
-        ConfigFormat::Yaml => ui::yaml::to_string(&value),
-    })
-}
-
-fn escape_dollar_signs(value: &mut serde_json::Value) {
-    match value {
-        serde_json::Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
-        serde_json::Value::Array(items) => items.iter_mut().for_each(escape_dollar_signs),
-        serde_json::Value::Object(map) => map.values_mut().for_each(escape_dollar_signs),
-        _ => {}
-    }
 }
 
 /// The variables the Compose files refer to, with their defaults, as a table.

@@ -14,7 +14,7 @@
 //! the file-level `merge` (or `resolve_tags` for a lone file) applies them to earlier files
 //! too, as compose-go does.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use serde_yaml::{Mapping, Value};
 

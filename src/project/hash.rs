@@ -11,7 +11,7 @@ use super::model::Service;
 pub fn service_hash(service: &Service) -> Result<String, serde_json::Error> {
     let mut relevant = service.clone();
     relevant.build = None;
-    relevant.pull_policy = None;
+    relevant.pull_policy = String::new();
     relevant.scale = None;
     if let Some(deploy) = relevant.deploy.as_mut() {
         deploy.replicas = None;

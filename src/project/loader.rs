@@ -8,10 +8,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
 use serde_yaml::{Mapping, Value};
 
 use super::discover::{self, ConfigSource, Environment, ProjectInputs};
-use super::model::{self, Project};
+use super::model::{self, Project, Service};
 use super::{
     canonical, extends, include, interpolate, merge, normalize, paths, profiles, validate, yaml,
 };
@@ -46,7 +47,7 @@ impl Default for LoadSettings {
 pub struct Loaded {
     pub project: Project,
     /// Services switched off by profiles, for commands that need to name them.
-    pub disabled_services: Vec<String>,
+    pub disabled_services: IndexMap<String, Service>,
     pub warnings: Vec<String>,
 }
 
@@ -343,10 +344,12 @@ impl<'s> Pipeline<'s> {
 fn check_against_model(doc: &Value, file: &str) -> Result<(), LoadError> {
     let mut copy = doc.clone();
     merge::resolve_tags(&mut copy);
-    model::check_partial(copy).map_err(|source| LoadError::Model {
-        file: file.to_string(),
-        source,
-    })
+    model::from_value(copy)
+        .map(drop)
+        .map_err(|source| LoadError::Model {
+            file: file.to_string(),
+            source,
+        })
 }
 
 pub fn read_source(source: &ConfigSource) -> Result<String, LoadError> {

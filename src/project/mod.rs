@@ -19,5 +19,6 @@ pub mod model;
 pub mod normalize;
 pub mod paths;
 pub mod profiles;
+pub mod render;
 pub mod validate;
 pub mod yaml;

@@ -4,12 +4,17 @@
 //! named on the command line activates its own profiles, as Compose does, so
 //! `rcompose up debug-tools` works without `--profile debug`.
 
-use super::model::Project;
+use indexmap::IndexMap;
+
+use super::model::{Project, Service};
+use super::validate::dependency_graph;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfilesError {
     #[error("no such service: {0}")]
     NoSuchService(String),
+    #[error("{0}")]
+    Graph(String),
     #[error("service {service:?} depends on service {dependency:?}, which is disabled: enable one of its profiles ({profiles}) with --profile or COMPOSE_PROFILES")]
     DependsOnDisabled {
         service: String,
@@ -22,7 +27,7 @@ pub enum ProfilesError {
 #[derive(Debug)]
 pub struct Selection {
     pub project: Project,
-    pub disabled: Vec<String>,
+    pub disabled: IndexMap<String, Service>,
 }
 
 pub fn apply(
@@ -69,8 +74,37 @@ pub fn apply(
     }
     Ok(Selection {
         project,
-        disabled: disabled.into_iter().map(|(name, _)| name).collect(),
+        disabled: disabled.into_iter().collect(),
     })
+}
+
+/// Every profile named by any service, enabled or not, sorted.
+pub fn all_profiles<'a>(services: impl IntoIterator<Item = &'a Service>) -> Vec<String> {
+    let mut profiles: Vec<String> = services
+        .into_iter()
+        .flat_map(|s| s.profiles.iter().cloned())
+        .collect();
+    profiles.sort();
+    profiles.dedup();
+    profiles
+}
+
+/// Keeps only the named services and what they depend on (`config web`, `up web`).
+pub fn select(mut project: Project, names: &[String]) -> Result<Project, ProfilesError> {
+    for name in names {
+        if !project.services.contains_key(name) {
+            return Err(ProfilesError::NoSuchService(name.clone()));
+        }
+    }
+    let graph = dependency_graph(&project).map_err(|e| ProfilesError::Graph(e.to_string()))?;
+    let selected: Vec<&str> = names.iter().map(String::as_str).collect();
+    let keep: Vec<String> = graph
+        .with_dependencies(&selected)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    project.services.retain(|name, _| keep.contains(name));
+    Ok(project)
 }
 
 #[cfg(test)]
@@ -98,7 +132,7 @@ services:
     fn services_without_profiles_always_run() {
         let selection = apply(project(FILE), &[], &[]).unwrap();
         assert_eq!(names(&selection), ["web"]);
-        assert_eq!(selection.disabled, ["debug", "ops"]);
+        assert_eq!(selection.disabled.keys().collect::<Vec<_>>(), ["debug", "ops"]);
     }
 
     #[test]

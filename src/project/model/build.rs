@@ -29,6 +29,7 @@ pub struct BuildConfig {
         deserialize_with = "lenient::opt_string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub args: IndexMap<String, Option<String>>,
     #[serde(
         default,
@@ -52,6 +53,7 @@ pub struct BuildConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub labels: IndexMap<String, String>,
     #[serde(
         default,
@@ -85,6 +87,7 @@ pub struct BuildConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub additional_contexts: IndexMap<String, String>,
     #[serde(
         default,
@@ -114,6 +117,7 @@ pub struct BuildConfig {
     pub tags: Vec<String>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(schema_with = "ulimits_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub ulimits: IndexMap<String, UlimitsConfig>,
     #[serde(
         default,

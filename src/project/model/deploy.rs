@@ -30,6 +30,7 @@ pub struct DeployConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub labels: IndexMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_config: Option<UpdateConfig>,
@@ -199,6 +200,7 @@ pub struct DeviceRequest {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub options: IndexMap<String, String>,
     #[serde(flatten)]
     pub extensions: Extensions,

@@ -85,6 +85,7 @@ pub struct ServiceHook {
         deserialize_with = "lenient::opt_string_map"
     )]
     #[schemars(schema_with = "env_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub environment: IndexMap<String, Option<String>>,
     #[serde(flatten)]
     pub extensions: Extensions,

@@ -73,6 +73,7 @@ pub struct Project {
     #[schemars(schema_with = "include_schema")]
     pub include: Vec<IncludeConfig>,
     #[serde(default)]
+    #[serde(serialize_with = "units::sorted")]
     pub services: IndexMap<String, Service>,
     #[serde(
         default,
@@ -80,6 +81,7 @@ pub struct Project {
         deserialize_with = "nullable_entries"
     )]
     #[schemars(schema_with = "nullable_networks_schema")]
+    #[serde(serialize_with = "units::sorted")]
     pub networks: IndexMap<String, NetworkConfig>,
     #[serde(
         default,
@@ -87,24 +89,28 @@ pub struct Project {
         deserialize_with = "nullable_entries"
     )]
     #[schemars(schema_with = "nullable_volumes_schema")]
+    #[serde(serialize_with = "units::sorted")]
     pub volumes: IndexMap<String, VolumeConfig>,
     #[serde(
         default,
         skip_serializing_if = "IndexMap::is_empty",
         deserialize_with = "nullable_entries"
     )]
+    #[serde(serialize_with = "units::sorted")]
     pub secrets: IndexMap<String, SecretConfig>,
     #[serde(
         default,
         skip_serializing_if = "IndexMap::is_empty",
         deserialize_with = "nullable_entries"
     )]
+    #[serde(serialize_with = "units::sorted")]
     pub configs: IndexMap<String, ConfigObjConfig>,
     #[serde(
         default,
         skip_serializing_if = "IndexMap::is_empty",
         deserialize_with = "nullable_entries"
     )]
+    #[serde(serialize_with = "units::sorted")]
     pub models: IndexMap<String, ModelConfig>,
     #[serde(flatten)]
     pub extensions: Extensions,

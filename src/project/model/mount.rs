@@ -73,6 +73,7 @@ pub struct ServiceVolumeVolume {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub labels: IndexMap<String, String>,
     #[serde(
         default,

@@ -20,6 +20,7 @@ pub struct NetworkConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "options_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub driver_opts: IndexMap<String, String>,
     #[serde(default, skip_serializing_if = "is_default")]
     pub ipam: IpamConfig,
@@ -50,6 +51,7 @@ pub struct NetworkConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub labels: IndexMap<String, String>,
     #[serde(
         default,
@@ -82,6 +84,7 @@ pub struct IpamConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "options_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub options: IndexMap<String, String>,
     #[serde(flatten)]
     pub extensions: Extensions,
@@ -102,6 +105,7 @@ pub struct IpamPool {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "options_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub aux_addresses: IndexMap<String, String>,
     #[serde(flatten)]
     pub extensions: Extensions,
@@ -118,6 +122,7 @@ pub struct ServiceNetworkConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "options_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub driver_opts: IndexMap<String, String>,
     #[serde(
         default,

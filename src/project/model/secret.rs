@@ -36,6 +36,7 @@ pub struct FileObjectConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub labels: IndexMap<String, String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub driver: String,
@@ -45,6 +46,7 @@ pub struct FileObjectConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "options_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub driver_opts: IndexMap<String, String>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub template_driver: String,

@@ -33,6 +33,7 @@ pub struct Service {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub annotations: IndexMap<String, String>,
     #[serde(
         default,
@@ -131,6 +132,7 @@ pub struct Service {
     pub credential_spec: Option<CredentialSpecConfig>,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(schema_with = "depends_on_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub depends_on: IndexMap<String, ServiceDependency>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<DeployConfig>,
@@ -173,6 +175,7 @@ pub struct Service {
         deserialize_with = "lenient::opt_string_map"
     )]
     #[schemars(schema_with = "env_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub environment: IndexMap<String, Option<String>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "env_file_schema")]
@@ -224,6 +227,7 @@ pub struct Service {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub labels: IndexMap<String, String>,
     #[serde(
         default,
@@ -248,11 +252,13 @@ pub struct Service {
     pub mac_address: String,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(schema_with = "service_models_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub models: IndexMap<String, Option<ServiceModelConfig>>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub network_mode: String,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(schema_with = "service_networks_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub networks: IndexMap<String, Option<ServiceNetworkConfig>>,
     #[serde(
         default,
@@ -333,6 +339,7 @@ pub struct Service {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "options_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub storage_opt: IndexMap<String, String>,
     #[serde(
         default,
@@ -340,6 +347,7 @@ pub struct Service {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub sysctls: IndexMap<String, String>,
     #[serde(
         default,
@@ -357,6 +365,7 @@ pub struct Service {
     pub tty: bool,
     #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
     #[schemars(schema_with = "ulimits_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub ulimits: IndexMap<String, UlimitsConfig>,
     #[serde(
         default,
@@ -463,6 +472,7 @@ pub struct LoggingConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "options_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub options: IndexMap<String, String>,
     #[serde(flatten)]
     pub extensions: Extensions,
@@ -493,6 +503,7 @@ pub struct ServiceProviderConfig {
         deserialize_with = "multi_options_de"
     )]
     #[schemars(schema_with = "multi_options_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub options: IndexMap<String, Vec<String>>,
     #[serde(flatten)]
     pub extensions: Extensions,

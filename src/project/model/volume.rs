@@ -21,6 +21,7 @@ pub struct VolumeConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "options_schema")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub driver_opts: IndexMap<String, String>,
     #[serde(
         default,
@@ -35,6 +36,7 @@ pub struct VolumeConfig {
         deserialize_with = "lenient::string_map"
     )]
     #[schemars(schema_with = "schema::list_or_dict")]
+    #[serde(serialize_with = "super::units::sorted")]
     pub labels: IndexMap<String, String>,
     #[serde(flatten)]
     pub extensions: Extensions,
