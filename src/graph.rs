@@ -94,7 +94,7 @@ impl ServiceGraph {
         }
 
         let graph = build_edges(&names, &ids, &declared_deps)?;
-        let order = topological_order(&graph, names.len()).map_err(|()| GraphError::Cycle {
+        let order = topological_order(&graph, names.len()).ok_or_else(|| GraphError::Cycle {
             path: shortest_cycle(&graph)
                 .into_iter()
                 .filter_map(|id| names.get(id).cloned())
@@ -238,8 +238,8 @@ fn build_edges(
 }
 
 /// Kahn's algorithm, always taking the earliest-declared ready service, so the result is
-/// the declaration-order-preferring topological order. `Err` when a cycle blocks it.
-fn topological_order(graph: &DiGraphMap<NodeId, ()>, node_count: usize) -> Result<Vec<NodeId>, ()> {
+/// the declaration-order-preferring topological order. `None` when a cycle blocks it.
+fn topological_order(graph: &DiGraphMap<NodeId, ()>, node_count: usize) -> Option<Vec<NodeId>> {
     let mut unmet: Vec<usize> = (0..node_count)
         .map(|id| graph.neighbors_directed(id, Direction::Outgoing).count())
         .collect();
@@ -261,11 +261,7 @@ fn topological_order(graph: &DiGraphMap<NodeId, ()>, node_count: usize) -> Resul
             }
         }
     }
-    if order.len() == node_count {
-        Ok(order)
-    } else {
-        Err(())
-    }
+    (order.len() == node_count).then_some(order)
 }
 
 /// The shortest cycle of a graph known to have one, as node ids starting and ending at the
