@@ -59,6 +59,8 @@ pub enum DiscoverError {
 pub enum ConfigSource {
     Path(PathBuf),
     Stdin,
+    /// Text held in memory (tests, fuzzing, embedding), shown under `name`.
+    Inline { name: String, content: String },
 }
 
 impl ConfigSource {
@@ -67,6 +69,7 @@ impl ConfigSource {
         match self {
             ConfigSource::Path(p) => p.display().to_string(),
             ConfigSource::Stdin => "-".to_string(),
+            ConfigSource::Inline { name, .. } => name.clone(),
         }
     }
 }

@@ -368,6 +368,10 @@ pub fn read_source(source: &ConfigSource) -> Result<String, LoadError> {
             use std::io::Read;
             f.take(limit as u64 + 1).read_to_end(&mut bytes)
         }),
+        ConfigSource::Inline { content, .. } => {
+            bytes.extend_from_slice(content.as_bytes());
+            Ok(bytes.len())
+        }
     };
     read.map_err(|source| LoadError::Read {
         file: file.clone(),
