@@ -345,6 +345,17 @@ impl<'de> Visitor<'de> for Builder<'_> {
         self.finish(Value::Number(v.into()))
     }
 
+    // Integers past 64 bits become floats, as Compose's YAML library reads them.
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
+        self.finish(Value::Number((v as f64).into()))
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
+        self.finish(Value::Number((v as f64).into()))
+    }
+
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         self.finish(Value::String(v.to_owned()))
     }
@@ -513,6 +524,14 @@ impl<'de> Visitor<'de> for KeySeed<'_, '_> {
         self.accept(Number::from(v).to_string())
     }
 
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<String, E> {
+        self.accept(v.to_string())
+    }
+
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<String, E> {
+        self.accept(v.to_string())
+    }
+
     fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
         self.accept(v.to_owned())
     }
@@ -574,6 +593,20 @@ mod tests {
             all,
             vec![yaml("services: {a: {}}"), yaml("services: {b: {}}")]
         );
+    }
+
+    #[test]
+    fn plain_documents_read_as_serde_yaml_reads_them() {
+        let text = "services:\n  web:\n    image: \"nginx:1.27\"\n    ports: [80, '443', 8080.5]\n    \
+                    hex: 0x1F\n    nan: .nan\n    neg: -12\n    \
+                    flag: true\n    none: ~\n    empty:\n    ? bare\n    text: |\n      line one\n      \
+                    \tline two\n    folded: >-\n      a\n      b\n    quoted: 'it''s'\n    \
+                    str: !!str 0123\n    ünï: ✓\n";
+        assert_eq!(one(text), yaml(text));
+        // Past 64 bits serde_yaml gives up; read such integers as floats instead.
+        let big = one("big: 99999999999999999999999\n99999999999999999999999: key\n");
+        assert_eq!(big["big"], Value::Number(1e23.into()));
+        assert!(big.get("99999999999999999999999").is_some());
     }
 
     #[test]
