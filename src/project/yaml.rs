@@ -194,7 +194,7 @@ fn convert_error(err: serde_yaml::Error, state: &mut State, text: &str) -> YamlE
     let mut column = location.as_ref().map(|l| l.column());
     let kind = match state.failure.take() {
         Some(kind) => kind,
-        None => classify_serde_error(&err.to_string(), line, column, text),
+        None => classify_serde_error(&err.to_string(), line, column, text, state.node_limit),
     };
     if let YamlErrorKind::UnclosedQuote = kind {
         // Point at the opening quote rather than at the end of the file.
@@ -214,12 +214,13 @@ fn classify_serde_error(
     line: Option<usize>,
     column: Option<usize>,
     text: &str,
+    node_limit: usize,
 ) -> YamlErrorKind {
     if message.starts_with("recursion limit exceeded") {
         return YamlErrorKind::TooDeep;
     }
     if message.starts_with("repetition limit exceeded") {
-        return YamlErrorKind::ExcessiveAliasing { limit: 0 };
+        return YamlErrorKind::ExcessiveAliasing { limit: node_limit };
     }
     if message.starts_with("unknown anchor") {
         return YamlErrorKind::UnknownAnchor;
