@@ -7,5 +7,5 @@
 
 pub mod cli;
 pub mod graph;
-pub mod ui;
 pub mod project;
+pub mod ui;

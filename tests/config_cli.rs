@@ -26,9 +26,17 @@ networks:
 #[test]
 fn discovers_files_from_a_subdirectory_and_names_the_project_after_the_directory() {
     let project = Project::new(&[("compose.yaml", APP), ("nested/deeper/file.txt", "")]);
-    let out = project.run_in("nested/deeper", &["config", "--services"], &[], None).ok();
+    let out = project
+        .run_in("nested/deeper", &["config", "--services"], &[], None)
+        .ok();
     assert_eq!(out, "api\n");
-    let dir_name = project.path().file_name().unwrap().to_string_lossy().to_lowercase().replace(['.'], "");
+    let dir_name = project
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_lowercase()
+        .replace(['.'], "");
     let out = project.run(&["config"]).ok();
     assert!(out.starts_with(&format!("name: {dir_name}\n")), "{out}");
 }
@@ -36,15 +44,32 @@ fn discovers_files_from_a_subdirectory_and_names_the_project_after_the_directory
 #[test]
 fn listings() {
     let project = Project::new(&[("compose.yaml", APP)]);
-    assert_eq!(project.run(&["--profile", "front", "config", "--services"]).ok(), "api\nweb\n");
-    assert_eq!(project.run(&["--profile", "*", "config", "--services"]).ok(), "api\nweb\nworker\n");
+    assert_eq!(
+        project
+            .run(&["--profile", "front", "config", "--services"])
+            .ok(),
+        "api\nweb\n"
+    );
+    assert_eq!(
+        project
+            .run(&["--profile", "*", "config", "--services"])
+            .ok(),
+        "api\nweb\nworker\n"
+    );
     assert_eq!(project.run(&["config", "--volumes"]).ok(), "data\n");
     assert_eq!(project.run(&["config", "--networks"]).ok(), "back\n");
     assert_eq!(project.run(&["config", "--profiles"]).ok(), "front\njobs\n");
-    let images = project.run(&["-p", "demo", "--profile", "front", "config", "--images"]).ok();
+    let images = project
+        .run(&["-p", "demo", "--profile", "front", "config", "--images"])
+        .ok();
     assert_eq!(images, "demo-api\nnginx:latest\n");
     let env = [("COMPOSE_PROFILES", "jobs")];
-    assert_eq!(project.run_in(".", &["config", "--services"], &env, None).ok(), "api\nworker\n");
+    assert_eq!(
+        project
+            .run_in(".", &["config", "--services"], &env, None)
+            .ok(),
+        "api\nworker\n"
+    );
 }
 
 #[test]
@@ -60,11 +85,19 @@ fn targeted_services_enable_their_profiles_and_bring_dependencies() {
 fn reads_standard_input_and_writes_output_file() {
     let project = Project::new(&[]);
     let out = project
-        .run_in(".", &["-f", "-", "-p", "stdin", "config", "-o", "out.yaml"], &[], Some("services:\n  a:\n    image: busybox\n"))
+        .run_in(
+            ".",
+            &["-f", "-", "-p", "stdin", "config", "-o", "out.yaml"],
+            &[],
+            Some("services:\n  a:\n    image: busybox\n"),
+        )
         .ok();
     assert!(out.is_empty());
     let written = std::fs::read_to_string(project.path().join("out.yaml")).unwrap();
-    assert!(written.starts_with("name: stdin\nservices:\n  a:\n"), "{written}");
+    assert!(
+        written.starts_with("name: stdin\nservices:\n  a:\n"),
+        "{written}"
+    );
 }
 
 #[test]
@@ -78,7 +111,10 @@ fn compose_file_and_project_name_from_environment_and_dotenv() {
     let project = Project::new(&[
         ("a.yaml", "services:\n  a:\n    image: a\n"),
         ("b.yaml", "services:\n  b:\n    image: b\n"),
-        (".env", "COMPOSE_FILE=a.yaml:b.yaml\nCOMPOSE_PROJECT_NAME=fromenv\n"),
+        (
+            ".env",
+            "COMPOSE_FILE=a.yaml:b.yaml\nCOMPOSE_PROJECT_NAME=fromenv\n",
+        ),
     ]);
     let out = project.run(&["config", "--services"]).ok();
     assert_eq!(out, "a\nb\n");
@@ -94,19 +130,35 @@ fn compose_file_and_project_name_from_environment_and_dotenv() {
 #[test]
 fn variable_precedence_shell_over_env_file_over_dotenv() {
     let project = Project::new(&[
-        ("compose.yaml", "services:\n  a:\n    image: \"img:${TAG}\"\n    environment: [\"X=${X}\"]\n"),
+        (
+            "compose.yaml",
+            "services:\n  a:\n    image: \"img:${TAG}\"\n    environment: [\"X=${X}\"]\n",
+        ),
         (".env", "TAG=dotenv\nX=dotenv\n"),
         ("custom.env", "TAG=custom\n"),
     ]);
     let out = project.run(&["config"]).ok();
-    assert!(out.contains("image: img:dotenv") && out.contains("X: dotenv"), "{out}");
+    assert!(
+        out.contains("image: img:dotenv") && out.contains("X: dotenv"),
+        "{out}"
+    );
     let out = project.run(&["--env-file", "custom.env", "config"]).ok();
     assert!(out.contains("image: img:custom"), "{out}");
-    let out = project.run_in(".", &["--env-file", "custom.env", "config"], &[("TAG", "shell")], None).ok();
+    let out = project
+        .run_in(
+            ".",
+            &["--env-file", "custom.env", "config"],
+            &[("TAG", "shell")],
+            None,
+        )
+        .ok();
     assert!(out.contains("image: img:shell"), "{out}");
     let out = project.run_in(".", &["config"], &[("COMPOSE_DISABLE_ENV_FILE", "1")], None);
     let warn = out.stderr();
-    assert!(warn.contains("The \"TAG\" variable is not set. Defaulting to a blank string."), "{warn}");
+    assert!(
+        warn.contains("The \"TAG\" variable is not set. Defaulting to a blank string."),
+        "{warn}"
+    );
 }
 
 #[test]
@@ -117,12 +169,35 @@ fn variables_and_environment_listings() {
     ]);
     let out = project.run(&["config", "--variables"]).ok();
     let lines: Vec<&str> = out.lines().map(str::trim_end).collect();
-    assert_eq!(lines[0].split_whitespace().collect::<Vec<_>>(), ["NAME", "REQUIRED", "DEFAULT", "VALUE", "ALTERNATE", "VALUE"]);
-    assert!(lines.iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["NEEDED", "true"]), "{out}");
-    assert!(lines.iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["OPT", "false", "alt"]), "{out}");
-    assert!(lines.iter().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["TAG", "false", "1.0"]), "{out}");
-    let env = project.run_in(".", &["config", "--environment"], &[("ZED", "1")], None).ok();
-    assert!(env.contains("NEEDED=yes\n") && env.contains("ZED=1\n"), "{env}");
+    assert_eq!(
+        lines[0].split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "REQUIRED", "DEFAULT", "VALUE", "ALTERNATE", "VALUE"]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["NEEDED", "true"]),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["OPT", "false", "alt"]),
+        "{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["TAG", "false", "1.0"]),
+        "{out}"
+    );
+    let env = project
+        .run_in(".", &["config", "--environment"], &[("ZED", "1")], None)
+        .ok();
+    assert!(
+        env.contains("NEEDED=yes\n") && env.contains("ZED=1\n"),
+        "{env}"
+    );
 }
 
 #[test]
@@ -130,19 +205,35 @@ fn config_hash_ignores_what_compose_ignores() {
     let base = "services:\n  a:\n    image: busybox\n    command: sleep 1\n";
     let project = Project::new(&[("compose.yaml", base)]);
     let first = project.run(&["config", "--hash", "a"]).ok();
-    assert!(first.starts_with("a ") && first.trim().len() == 2 + 64, "{first}");
-    project.write("compose.yaml", &format!("{base}    scale: 2\n    pull_policy: always\n    profiles: [x]\n"));
-    let same = project.run(&["--profile", "x", "config", "--hash", "*"]).ok();
+    assert!(
+        first.starts_with("a ") && first.trim().len() == 2 + 64,
+        "{first}"
+    );
+    project.write(
+        "compose.yaml",
+        &format!("{base}    scale: 2\n    pull_policy: always\n    profiles: [x]\n"),
+    );
+    let same = project
+        .run(&["--profile", "x", "config", "--hash", "*"])
+        .ok();
     assert_eq!(first, same);
-    project.write("compose.yaml", "services:\n  a:\n    image: busybox\n    command: sleep 2\n");
+    project.write(
+        "compose.yaml",
+        "services:\n  a:\n    image: busybox\n    command: sleep 2\n",
+    );
     let changed = project.run(&["config", "--hash", "a"]).ok();
     assert_ne!(first, changed);
 }
 
 #[test]
 fn no_interpolate_and_no_path_resolution_keep_the_text() {
-    let project = Project::new(&[("compose.yaml", "services:\n  a:\n    image: \"img:${TAG:-x}\"\n    volumes: [\"./data:/data\"]\n")]);
-    let out = project.run(&["config", "--no-interpolate", "--no-path-resolution"]).ok();
+    let project = Project::new(&[(
+        "compose.yaml",
+        "services:\n  a:\n    image: \"img:${TAG:-x}\"\n    volumes: [\"./data:/data\"]\n",
+    )]);
+    let out = project
+        .run(&["config", "--no-interpolate", "--no-path-resolution"])
+        .ok();
     assert!(out.contains("image: img:${TAG:-x}"), "{out}");
     assert!(out.contains("source: ./data"), "{out}");
     let out = project.run(&["config"]).ok();
@@ -154,8 +245,15 @@ fn no_interpolate_and_no_path_resolution_keep_the_text() {
 fn version_forms() {
     let project = Project::new(&[]);
     let version = env!("CARGO_PKG_VERSION");
-    assert_eq!(project.run(&["version"]).ok(), format!("rcompose version v{version}\n"));
-    assert_eq!(project.run(&["version", "--short"]).ok(), format!("{version}\n"));
-    let json: serde_json::Value = serde_json::from_str(&project.run(&["version", "--format", "json"]).ok()).unwrap();
+    assert_eq!(
+        project.run(&["version"]).ok(),
+        format!("rcompose version v{version}\n")
+    );
+    assert_eq!(
+        project.run(&["version", "--short"]).ok(),
+        format!("{version}\n")
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&project.run(&["version", "--format", "json"]).ok()).unwrap();
     assert_eq!(json["version"], format!("v{version}"));
 }

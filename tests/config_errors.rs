@@ -10,7 +10,11 @@ fn config_error(files: &[(&str, &str)], args: &[&str]) -> String {
     let mut full = args.to_vec();
     full.push("config");
     let run = project.run(&full);
-    assert!(run.stdout().is_empty(), "no model printed on error: {}", run.stdout());
+    assert!(
+        run.stdout().is_empty(),
+        "no model printed on error: {}",
+        run.stdout()
+    );
     run.fails(1)
 }
 
@@ -22,8 +26,18 @@ fn assert_contains(text: &str, parts: &[&str]) {
 
 #[test]
 fn unknown_key_names_file_service_and_key() {
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    imgae: nginx\n")], &[]);
-    assert_contains(&err, &["compose.yaml", "services.web", "additional properties 'imgae' not allowed"]);
+    let err = config_error(
+        &[("compose.yaml", "services:\n  web:\n    imgae: nginx\n")],
+        &[],
+    );
+    assert_contains(
+        &err,
+        &[
+            "compose.yaml",
+            "services.web",
+            "additional properties 'imgae' not allowed",
+        ],
+    );
 }
 
 #[test]
@@ -31,7 +45,10 @@ fn unknown_key_in_override_file_names_that_file() {
     let err = config_error(
         &[
             ("compose.yaml", "services:\n  web:\n    image: nginx\n"),
-            ("compose.override.yaml", "services:\n  web:\n    portz: [80]\n"),
+            (
+                "compose.override.yaml",
+                "services:\n  web:\n    portz: [80]\n",
+            ),
         ],
         &[],
     );
@@ -40,17 +57,35 @@ fn unknown_key_in_override_file_names_that_file() {
 
 #[test]
 fn yaml_syntax_errors_give_line_and_column() {
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: \"nginx\n")], &[]);
+    let err = config_error(
+        &[("compose.yaml", "services:\n  web:\n    image: \"nginx\n")],
+        &[],
+    );
     assert_contains(&err, &["compose.yaml", "line"]);
-    let err = config_error(&[("compose.yaml", "services:\n\tweb:\n    image: nginx\n")], &[]);
+    let err = config_error(
+        &[("compose.yaml", "services:\n\tweb:\n    image: nginx\n")],
+        &[],
+    );
     assert_contains(&err, &["compose.yaml", "line 2", "tab"]);
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: a\n   image: b\n")], &[]);
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: a\n   image: b\n",
+        )],
+        &[],
+    );
     assert_contains(&err, &["compose.yaml", "line"]);
 }
 
 #[test]
 fn wrong_types_name_the_key() {
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: nginx\n    privileged: [1]\n")], &[]);
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: nginx\n    privileged: [1]\n",
+        )],
+        &[],
+    );
     assert_contains(&err, &["compose.yaml", "services.web.privileged"]);
     let err = config_error(&[("compose.yaml", "services: [web]\n")], &[]);
     assert_contains(&err, &["compose.yaml", "services"]);
@@ -58,33 +93,86 @@ fn wrong_types_name_the_key() {
 
 #[test]
 fn bad_ports_durations_and_sizes() {
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: nginx\n    ports: [\"80:abc\"]\n")], &[]);
-    assert_contains(&err, &["compose.yaml", "services.web.ports", "80:abc"]);
     let err = config_error(
-        &[("compose.yaml", "services:\n  web:\n    image: nginx\n    stop_grace_period: 10 minutes\n")],
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: nginx\n    ports: [\"80:abc\"]\n",
+        )],
         &[],
     );
-    assert_contains(&err, &["compose.yaml", "services.web.stop_grace_period", "10 minutes"]);
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: nginx\n    mem_limit: 12zb\n")], &[]);
+    assert_contains(&err, &["compose.yaml", "services.web.ports", "80:abc"]);
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: nginx\n    stop_grace_period: 10 minutes\n",
+        )],
+        &[],
+    );
+    assert_contains(
+        &err,
+        &[
+            "compose.yaml",
+            "services.web.stop_grace_period",
+            "10 minutes",
+        ],
+    );
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: nginx\n    mem_limit: 12zb\n",
+        )],
+        &[],
+    );
     assert_contains(&err, &["compose.yaml", "services.web.mem_limit", "12zb"]);
 }
 
 #[test]
 fn missing_required_variable_and_bad_interpolation() {
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: \"nginx:${TAG:?set TAG first}\"\n")], &[]);
-    assert_contains(&err, &["compose.yaml", "services.web.image", "TAG", "set TAG first"]);
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: \"nginx:${TAG\"\n")], &[]);
-    assert_contains(&err, &["compose.yaml", "services.web.image", "invalid interpolation format"]);
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: \"nginx:${TAG:?set TAG first}\"\n",
+        )],
+        &[],
+    );
+    assert_contains(
+        &err,
+        &["compose.yaml", "services.web.image", "TAG", "set TAG first"],
+    );
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: \"nginx:${TAG\"\n",
+        )],
+        &[],
+    );
+    assert_contains(
+        &err,
+        &[
+            "compose.yaml",
+            "services.web.image",
+            "invalid interpolation format",
+        ],
+    );
 }
 
 #[test]
 fn missing_files_are_named() {
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: nginx\n")], &["-f", "nope.yaml"]);
+    let err = config_error(
+        &[("compose.yaml", "services:\n  web:\n    image: nginx\n")],
+        &["-f", "nope.yaml"],
+    );
     assert_contains(&err, &["nope.yaml"]);
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: nginx\n")], &["--env-file", "missing.env"]);
+    let err = config_error(
+        &[("compose.yaml", "services:\n  web:\n    image: nginx\n")],
+        &["--env-file", "missing.env"],
+    );
     assert_contains(&err, &["missing.env"]);
     let err = config_error(
-        &[("compose.yaml", "services:\n  web:\n    image: nginx\n    env_file: web.env\n")],
+        &[(
+            "compose.yaml",
+            "services:\n  web:\n    image: nginx\n    env_file: web.env\n",
+        )],
         &[],
     );
     assert_contains(&err, &["services.web.env_file", "web.env"]);
@@ -149,7 +237,9 @@ fn extends_and_include_cycles() {
 
 #[test]
 fn alias_bombs_fail_fast() {
-    let mut bomb = String::from("x-a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut bomb = String::from(
+        "x-a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
     let mut prev = 'a';
     for name in ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] {
         bomb.push_str(&format!("x-{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
@@ -162,9 +252,18 @@ fn alias_bombs_fail_fast() {
 
 #[test]
 fn invalid_project_names() {
-    let err = config_error(&[("compose.yaml", "services:\n  web:\n    image: nginx\n")], &["-p", "Bad Name"]);
+    let err = config_error(
+        &[("compose.yaml", "services:\n  web:\n    image: nginx\n")],
+        &["-p", "Bad Name"],
+    );
     assert_contains(&err, &["\"Bad Name\" is not a valid project name"]);
-    let err = config_error(&[("compose.yaml", "name: \"-bad\"\nservices:\n  web:\n    image: nginx\n")], &[]);
+    let err = config_error(
+        &[(
+            "compose.yaml",
+            "name: \"-bad\"\nservices:\n  web:\n    image: nginx\n",
+        )],
+        &[],
+    );
     assert_contains(&err, &["compose.yaml", "not a valid project name"]);
 }
 
@@ -182,7 +281,11 @@ fn huge_and_binary_files_are_refused_cleanly() {
     project.write("compose.yaml", &big);
     let err = project.run(&["config"]).fails(1);
     assert_contains(&err, &["compose.yaml", "larger than"]);
-    std::fs::write(project.path().join("compose.yaml"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
+    std::fs::write(
+        project.path().join("compose.yaml"),
+        [0xff, 0xfe, 0x00, 0x41],
+    )
+    .unwrap();
     let err = project.run(&["config"]).fails(1);
     assert_contains(&err, &["compose.yaml"]);
 }

@@ -44,7 +44,10 @@ fn run_case(case: &Path) {
     for format in ["yaml", "json"] {
         let mut full: Vec<&str> = args.clone();
         full.extend(["config", "--format", format]);
-        let output = project.run_in(".", &full, &env, None).ok().replace(&root, "/PROJECT");
+        let output = project
+            .run_in(".", &full, &env, None)
+            .ok()
+            .replace(&root, "/PROJECT");
         let expected_path = case.join(format!("expected.{format}"));
         if std::env::var_os("RCOMPOSE_UPDATE_GOLDEN").is_some() {
             std::fs::write(&expected_path, &output).unwrap();
@@ -67,16 +70,32 @@ fn run_case(case: &Path) {
         a.extend(["config", "--format", "json"]);
         project.run_in(".", &a, &env, None).ok()
     };
-    let reparsed = project
-        .run_in(".", &["-f", "-", "--project-directory", ".", "config", "--format", "json"], &[], Some(&printed))
-        .ok();
-    assert_eq!(reparsed, json_direct, "{}: config output does not parse back to the same model", case.display());
+    let mut again: Vec<&str> = args.clone();
+    again.extend([
+        "-f",
+        "-",
+        "--project-directory",
+        ".",
+        "config",
+        "--format",
+        "json",
+    ]);
+    let reparsed = project.run_in(".", &again, &[], Some(&printed)).ok();
+    assert_eq!(
+        reparsed,
+        json_direct,
+        "{}: config output does not parse back to the same model",
+        case.display()
+    );
 }
 
 #[test]
 fn golden_config_outputs() {
     let root = repo_path("tests/golden");
-    let mut cases: Vec<_> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut cases: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     cases.sort();
     assert!(cases.len() >= 5, "golden cases are missing");
     for case in cases {

@@ -10,7 +10,8 @@ use rcompose::project::render::{render, Format};
 fn corpus_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/awesome-compose");
     let mut files = Vec::new();
-    for sample in std::fs::read_dir(&root).expect("the awesome-compose corpus at ../shared/corpus") {
+    for sample in std::fs::read_dir(&root).expect("the awesome-compose corpus at ../shared/corpus")
+    {
         let sample = sample.unwrap().path();
         for name in ["compose.yaml", "compose.yml"] {
             if sample.join(name).is_file() {
@@ -55,8 +56,14 @@ fn every_corpus_file_loads_and_round_trips() {
         let inputs = discover::resolve(&flags, &env, dir).unwrap();
         match loader::load(&inputs, &LoadSettings::default()) {
             Ok(again) if again.project == loaded.project => {}
-            Ok(_) => failures.push(format!("{}: config output loads to a different model", file.display())),
-            Err(err) => failures.push(format!("{}: config output does not load: {err}", file.display())),
+            Ok(_) => failures.push(format!(
+                "{}: config output loads to a different model",
+                file.display()
+            )),
+            Err(err) => failures.push(format!(
+                "{}: config output does not load: {err}",
+                file.display()
+            )),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -6,7 +6,8 @@ use std::path::Path;
 #[test]
 fn checked_in_schema_matches_the_model() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/compose-spec.json");
-    let generated = serde_json::to_string_pretty(&rcompose::project::model::json_schema()).unwrap() + "\n";
+    let generated =
+        serde_json::to_string_pretty(&rcompose::project::model::json_schema()).unwrap() + "\n";
     if std::env::var_os("RCOMPOSE_UPDATE_SCHEMA").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }
@@ -24,5 +25,8 @@ fn schema_accepts_short_and_long_syntax_and_rejects_unknown_keys() {
     assert_eq!(service["additionalProperties"], serde_json::json!(false));
     assert!(service["patternProperties"]["^x-"].is_object());
     let ports = serde_json::to_string(&service["properties"]["ports"]).unwrap();
-    assert!(ports.contains("\"string\"") && ports.contains("\"integer\"") || ports.contains("number"), "{ports}");
+    assert!(
+        ports.contains("\"string\"") && ports.contains("\"integer\"") || ports.contains("number"),
+        "{ports}"
+    );
 }

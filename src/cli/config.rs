@@ -9,7 +9,7 @@ use super::GlobalOptions;
 use crate::project::loader::{self, LoadSettings, Loaded};
 use crate::project::model::{Project, Service};
 use crate::project::render::{self, Format};
-use crate::project::{hash, interpolate, profiles};
+use crate::project::{hash, interpolate, profiles, yaml};
 use crate::ui;
 
 #[derive(Debug, clap::Args)]
@@ -106,19 +106,21 @@ pub fn run(global: &GlobalOptions, args: &ConfigArgs) -> anyhow::Result<u8> {
     if args.quiet {
         return Ok(0);
     }
+    // Listings are sorted by name, as Compose prints them.
     if args.services {
-        return emit(args, &project.services.keys().cloned().collect::<Vec<_>>().join("\n"));
+        return emit(args, &sorted_lines(project.services.keys().cloned()));
     }
     if args.volumes {
-        return emit(args, &project.volumes.keys().cloned().collect::<Vec<_>>().join("\n"));
+        return emit(args, &sorted_lines(project.volumes.keys().cloned()));
     }
     if args.networks {
-        return emit(args, &project.networks.keys().cloned().collect::<Vec<_>>().join("\n"));
+        return emit(args, &sorted_lines(project.networks.keys().cloned()));
     }
     if args.images {
-        let images: Vec<String> = project
-            .services
-            .iter()
+        let mut services: Vec<_> = project.services.iter().collect();
+        services.sort_by(|a, b| a.0.cmp(b.0));
+        let images: Vec<String> = services
+            .into_iter()
             .map(|(name, service)| image_name(&project.name, name, service))
             .collect();
         return emit(args, &images.join("\n"));
@@ -132,6 +134,12 @@ pub fn run(global: &GlobalOptions, args: &ConfigArgs) -> anyhow::Result<u8> {
     }
     let text = render::render(&project, args.format, !args.no_interpolate)?;
     emit(args, text.trim_end())
+}
+
+fn sorted_lines(names: impl Iterator<Item = String>) -> String {
+    let mut names: Vec<String> = names.collect();
+    names.sort();
+    names.join("\n")
 }
 
 /// The image a service runs: its `image`, or the name Compose gives a built image.
@@ -167,9 +175,12 @@ fn variables_table(inputs: &crate::project::discover::ProjectInputs) -> anyhow::
     let mut found: Vec<interpolate::Variable> = Vec::new();
     for source in &inputs.files {
         let text = loader::read_source(source)?;
-        for variable in interpolate::variables_in_text(&text) {
-            if !found.iter().any(|v| v.name == variable.name) {
-                found.push(variable);
+        let documents = yaml::parse_documents(&text).with_context(|| source.display_name())?;
+        for document in &documents {
+            for variable in interpolate::variables_in_value(document) {
+                if !found.iter().any(|v| v.name == variable.name) {
+                    found.push(variable);
+                }
             }
         }
     }
@@ -197,7 +208,9 @@ fn emit(args: &ConfigArgs, text: &str) -> anyhow::Result<u8> {
         text.push('\n');
     }
     match &args.output {
-        Some(path) => std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?,
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(text.as_bytes())?;

@@ -45,7 +45,12 @@ pub struct GlobalOptions {
     #[arg(long = "env-file", global = true, value_name = "FILE")]
     pub env_files: Vec<PathBuf>,
     /// Profiles to enable (repeatable)
-    #[arg(id = "global_profile", long = "profile", global = true, value_name = "PROFILE")]
+    #[arg(
+        id = "global_profile",
+        long = "profile",
+        global = true,
+        value_name = "PROFILE"
+    )]
     pub profiles: Vec<String>,
     /// Control when to print ANSI control characters
     #[arg(long, global = true, value_enum, default_value_t = Ansi::Auto)]

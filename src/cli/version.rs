@@ -5,7 +5,7 @@ use clap::ValueEnum;
 #[derive(Debug, clap::Args)]
 pub struct VersionArgs {
     /// Format the output
-    #[arg(short = 'f', long, value_enum, default_value_t = VersionFormat::Pretty)]
+    #[arg(long, value_enum, default_value_t = VersionFormat::Pretty)]
     format: VersionFormat,
     /// Show only the version number
     #[arg(long)]
@@ -25,7 +25,9 @@ pub fn run(args: &VersionArgs) -> anyhow::Result<u8> {
     } else {
         match args.format {
             VersionFormat::Pretty => format!("rcompose version v{version}"),
-            VersionFormat::Json => serde_json::json!({ "version": format!("v{version}") }).to_string(),
+            VersionFormat::Json => {
+                serde_json::json!({ "version": format!("v{version}") }).to_string()
+            }
         }
     };
     println!("{text}");

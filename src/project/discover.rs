@@ -40,7 +40,7 @@ pub enum DiscoverError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{path}: line {line}: {message}")]
+    #[error("{path}: {message}")]
     EnvFile {
         path: PathBuf,
         line: usize,
@@ -60,7 +60,10 @@ pub enum ConfigSource {
     Path(PathBuf),
     Stdin,
     /// Text held in memory (tests, fuzzing, embedding), shown under `name`.
-    Inline { name: String, content: String },
+    Inline {
+        name: String,
+        content: String,
+    },
 }
 
 impl ConfigSource {
@@ -275,7 +278,7 @@ pub fn read_env_file(path: &Path, env: &Environment) -> Result<Environment, Disc
     let lookup = |name: &str| env.get(name).cloned();
     dotenv::parse(&text, &lookup).map_err(|e| DiscoverError::EnvFile {
         path: path.to_path_buf(),
-        line: e.line,
+        line: e.line(),
         message: e.to_string(),
     })
 }
@@ -434,12 +437,7 @@ mod tests {
             "COMPOSE_FILE=other.yaml\nCOMPOSE_PROJECT_NAME=fromdotenv\nTAG=dotenv\nONLY=x\n",
         )
         .unwrap();
-        let inputs = resolve(
-            &ProjectFlags::default(),
-            &env(&[("TAG", "shell")]),
-            root,
-        )
-        .unwrap();
+        let inputs = resolve(&ProjectFlags::default(), &env(&[("TAG", "shell")]), root).unwrap();
         assert_eq!(
             inputs.files,
             vec![ConfigSource::Path(root.join("other.yaml"))]

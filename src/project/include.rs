@@ -62,7 +62,9 @@ pub fn take_entries(
     items
         .iter()
         .enumerate()
-        .map(|(index, item)| entry(item, base).map_err(|message| IncludeError::Entry { index, message }))
+        .map(|(index, item)| {
+            entry(item, base).map_err(|message| IncludeError::Entry { index, message })
+        })
         .collect()
 }
 
@@ -72,7 +74,9 @@ fn entry(item: &Value, base: &Path) -> Result<IncludeEntry, String> {
         Value::Mapping(map) => {
             for key in map.keys() {
                 let key = key.as_str().unwrap_or_default();
-                if !matches!(key, "path" | "project_directory" | "env_file") && !key.starts_with("x-") {
+                if !matches!(key, "path" | "project_directory" | "env_file")
+                    && !key.starts_with("x-")
+                {
                     return Err(format!("additional properties '{key}' not allowed"));
                 }
             }
@@ -96,7 +100,10 @@ fn entry(item: &Value, base: &Path) -> Result<IncludeEntry, String> {
     let files: Vec<PathBuf> = paths.iter().map(|p| absolute(base, p)).collect();
     let project_directory = match project_directory {
         Some(dir) => absolute(base, &dir),
-        None => files[0].parent().map(Path::to_path_buf).unwrap_or_else(|| base.to_path_buf()),
+        None => files[0]
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| base.to_path_buf()),
     };
     let env_files = match env_files {
         Some(list) => list.iter().map(|p| absolute(base, p)).collect(),
@@ -145,14 +152,21 @@ fn absolute(base: &Path, path: &str) -> PathBuf {
 pub fn cycle(stack: &[PathBuf], files: &[PathBuf]) -> Option<IncludeError> {
     let file = files.iter().find(|f| stack.contains(f))?;
     let start = stack.iter().position(|s| s == file)?;
-    let mut chain: Vec<String> = stack[start..].iter().map(|p| p.display().to_string()).collect();
+    let mut chain: Vec<String> = stack[start..]
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
     chain.push(file.display().to_string());
     Some(IncludeError::Cycle(chain))
 }
 
 /// Adds the included project's resources to `doc`. The same definition twice is fine
 /// (diamond includes); a different one is a conflict.
-pub fn add_resources(mut doc: Value, included: Value, entry: &IncludeEntry) -> Result<Value, IncludeError> {
+pub fn add_resources(
+    mut doc: Value,
+    included: Value,
+    entry: &IncludeEntry,
+) -> Result<Value, IncludeError> {
     let Value::Mapping(mut included) = included else {
         return Ok(doc);
     };
@@ -228,17 +242,27 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let mut doc = yaml("include: [nope.yaml]");
         let err = take_entries(&mut doc, &tmp.path().join("c.yaml"), tmp.path()).unwrap_err();
-        assert!(err.to_string().contains("include.0: included file"), "{err}");
+        assert!(
+            err.to_string().contains("include.0: included file"),
+            "{err}"
+        );
         let mut doc = yaml("include: [{path: a.yaml, pth: b}]");
         let err = take_entries(&mut doc, &tmp.path().join("c.yaml"), tmp.path()).unwrap_err();
-        assert!(err.to_string().contains("additional properties 'pth' not allowed"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("additional properties 'pth' not allowed"),
+            "{err}"
+        );
     }
 
     #[test]
     fn cycles_are_named() {
         let stack = vec![PathBuf::from("/a.yaml"), PathBuf::from("/b.yaml")];
         let err = cycle(&stack, &[PathBuf::from("/a.yaml")]).unwrap();
-        assert_eq!(err.to_string(), "include cycle detected: /a.yaml -> /b.yaml -> /a.yaml");
+        assert_eq!(
+            err.to_string(),
+            "include cycle detected: /a.yaml -> /b.yaml -> /a.yaml"
+        );
         assert!(cycle(&stack, &[PathBuf::from("/c.yaml")]).is_none());
     }
 

@@ -255,6 +255,14 @@ enum Operator {
 }
 
 impl Operator {
+    /// How many bytes the operator takes in the template.
+    fn len(self) -> usize {
+        match self {
+            Operator::DefaultUnlessSet | Operator::ReplaceIfSet | Operator::RequireSet => 1,
+            _ => 2,
+        }
+    }
+
     /// The operator starting at `bytes[at..]`, with its length.
     fn parse(bytes: &[u8], at: usize) -> Option<(Operator, usize)> {
         let first = *bytes.get(at)?;
@@ -334,11 +342,7 @@ impl Substituter<'_> {
     ) -> Result<(String, usize), Failure> {
         let consumed = first_balanced_close(matched).map_or(matched.len(), |close| close + 1);
         let name = slice(matched, 2, name_end);
-        let op_len = match op {
-            Operator::DefaultUnlessSet | Operator::ReplaceIfSet | Operator::RequireSet => 1,
-            _ => 2,
-        };
-        let raw_argument = slice(matched, name_end + op_len, consumed.saturating_sub(1));
+        let raw_argument = slice(matched, name_end + op.len(), consumed.saturating_sub(1));
         let argument = self.expand(raw_argument, depth + 1)?;
         let current = (self.lookup)(name);
         let value = match (op, current) {
@@ -371,6 +375,93 @@ impl Substituter<'_> {
                 String::new()
             }
         }
+    }
+}
+
+/// A variable a template refers to, as `config --variables` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub name: String,
+    /// `${NAME?...}` / `${NAME:?...}`: loading fails without it.
+    pub required: bool,
+    /// The unexpanded default of `${NAME-...}` / `${NAME:-...}`.
+    pub default: Option<String>,
+    /// The unexpanded replacement of `${NAME+...}` / `${NAME:+...}`.
+    pub alternate: Option<String>,
+}
+
+/// Every variable the string scalars of a YAML tree refer to, first mention first; a
+/// name mentioned several times is listed once, with what its mentions say merged.
+pub fn variables_in_value(value: &Value) -> Vec<Variable> {
+    let mut found = Vec::new();
+    walk_strings(value, &mut |text| collect_variables(text, 0, &mut found));
+    found
+}
+
+fn walk_strings(value: &Value, f: &mut dyn FnMut(&str)) {
+    match value {
+        Value::String(text) => f(text),
+        Value::Sequence(items) => items.iter().for_each(|item| walk_strings(item, f)),
+        Value::Mapping(map) => map.values().for_each(|item| walk_strings(item, f)),
+        Value::Tagged(tagged) => walk_strings(&tagged.value, f),
+        _ => {}
+    }
+}
+
+fn collect_variables(template: &str, depth: usize, found: &mut Vec<Variable>) {
+    if depth > MAX_NESTING {
+        return;
+    }
+    let mut pos = 0;
+    while let Some(offset) = template.get(pos..).and_then(|rest| rest.find('$')) {
+        let dollar = pos + offset;
+        let mut mention = |name: &str, op: Option<Operator>, argument: &str| {
+            let variable = Variable {
+                name: name.to_owned(),
+                required: matches!(op, Some(Operator::RequireNonEmpty | Operator::RequireSet)),
+                default: matches!(
+                    op,
+                    Some(Operator::DefaultUnlessNonEmpty | Operator::DefaultUnlessSet)
+                )
+                .then(|| argument.to_owned()),
+                alternate: matches!(
+                    op,
+                    Some(Operator::ReplaceIfNonEmpty | Operator::ReplaceIfSet)
+                )
+                .then(|| argument.to_owned()),
+            };
+            match found.iter_mut().find(|v| v.name == variable.name) {
+                Some(known) => {
+                    known.required |= variable.required;
+                    known.default = known.default.take().or(variable.default);
+                    known.alternate = known.alternate.take().or(variable.alternate);
+                }
+                None => found.push(variable),
+            }
+        };
+        pos = match classify(template, dollar) {
+            Token::Escaped => dollar + 2,
+            Token::Literal => dollar + 1,
+            Token::Invalid => return,
+            Token::Named { end } => {
+                mention(slice(template, dollar + 1, end), None, "");
+                end
+            }
+            Token::Braced { name_end, end } => {
+                mention(slice(template, dollar + 2, name_end), None, "");
+                end
+            }
+            Token::WithOperator { name_end, op, end } => {
+                let matched = slice(template, dollar, end);
+                let consumed =
+                    first_balanced_close(matched).map_or(matched.len(), |close| close + 1);
+                let name_end = name_end - dollar;
+                let argument = slice(matched, name_end + op.len(), consumed.saturating_sub(1));
+                mention(slice(matched, 2, name_end), Some(op), argument);
+                collect_variables(argument, depth + 1, found);
+                dollar + consumed
+            }
+        };
     }
 }
 
@@ -673,6 +764,27 @@ mod tests {
             ]
         );
         assert_eq!(doc["a"], Value::String(String::new()));
+    }
+
+    #[test]
+    fn lists_variables_with_their_defaults() {
+        let doc =
+            yaml("a: ${A:-x}-$B\nb: [\"${C:?need C}\", \"${D:+alt} $$E ${A}\"]\nc: ${F:-${G}}");
+        let names: Vec<(String, bool, Option<String>, Option<String>)> = variables_in_value(&doc)
+            .into_iter()
+            .map(|v| (v.name, v.required, v.default, v.alternate))
+            .collect();
+        assert_eq!(
+            names,
+            vec![
+                ("A".into(), false, Some("x".into()), None),
+                ("B".into(), false, None, None),
+                ("C".into(), true, None, None),
+                ("D".into(), false, None, Some("alt".into())),
+                ("F".into(), false, Some("${G}".into()), None),
+                ("G".into(), false, None, None),
+            ]
+        );
     }
 
     #[test]

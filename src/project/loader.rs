@@ -87,7 +87,7 @@ pub enum LoadError {
     #[error("{file}: {source}")]
     Extends {
         file: String,
-        source: extends::ExtendsError,
+        source: Box<extends::ExtendsError>,
     },
     #[error("{file}: {source}")]
     Include {
@@ -115,7 +115,11 @@ pub enum LoadError {
 /// Loads, checks and normalizes the project the inputs describe.
 pub fn load(inputs: &ProjectInputs, settings: &LoadSettings) -> Result<Loaded, LoadError> {
     let mut pipeline = Pipeline::new(settings, inputs);
-    let doc = pipeline.load_files(&inputs.files, &inputs.project_directory, &inputs.environment)?;
+    let doc = pipeline.load_files(
+        &inputs.files,
+        &inputs.project_directory,
+        &inputs.environment,
+    )?;
     let primary = inputs
         .files
         .first()
@@ -127,10 +131,15 @@ pub fn load(inputs: &ProjectInputs, settings: &LoadSettings) -> Result<Loaded, L
     if let Some(root) = doc.as_mapping_mut() {
         root.insert(Value::from("name"), Value::from(name));
     }
-    let project = model::from_value(doc).map_err(|source| LoadError::Model {
+    let mut project = model::from_value(doc).map_err(|source| LoadError::Model {
         file: primary.clone(),
         source,
     })?;
+    if project.version.take().is_some() {
+        pipeline.warn_all(vec![format!(
+            "{primary}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion"
+        )]);
+    }
 
     let selection = profiles::apply(project, &inputs.profiles, &settings.targeted_services)?;
     let mut project = selection.project;
@@ -164,7 +173,11 @@ fn project_name(inputs: &ProjectInputs, doc: &Value, primary: &str) -> Result<St
         file: primary.to_string(),
         message: e.to_string(),
     };
-    if let Some(name) = doc.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+    if let Some(name) = doc
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.is_empty())
+    {
         discover::check_project_name(name).map_err(invalid)?;
         return Ok(name.to_string());
     }
@@ -236,7 +249,12 @@ impl<'s> Pipeline<'s> {
 
     /// One file's text as a single canonical document: every YAML document interpolated,
     /// turned to long syntax and merged in order.
-    fn file_document(&mut self, name: &str, text: &str, env: &Environment) -> Result<Value, LoadError> {
+    fn file_document(
+        &mut self,
+        name: &str,
+        text: &str,
+        env: &Environment,
+    ) -> Result<Value, LoadError> {
         let documents = yaml::parse_documents(text).map_err(|source| LoadError::Yaml {
             file: name.to_string(),
             source,
@@ -245,12 +263,13 @@ impl<'s> Pipeline<'s> {
         for mut doc in documents {
             if self.settings.interpolate {
                 let lookup = |var: &str| env.get(var).cloned();
-                let warnings = interpolate::interpolate_value(&mut doc, &lookup).map_err(|source| {
-                    LoadError::Interpolate {
-                        file: name.to_string(),
-                        source,
-                    }
-                })?;
+                let warnings =
+                    interpolate::interpolate_value(&mut doc, &lookup).map_err(|source| {
+                        LoadError::Interpolate {
+                            file: name.to_string(),
+                            source,
+                        }
+                    })?;
                 self.warn_all(warnings);
             }
             canonical::canonicalize(&mut doc).map_err(|source| LoadError::Canonical {
@@ -270,20 +289,29 @@ impl<'s> Pipeline<'s> {
         })
     }
 
-    fn resolve_extends(&mut self, doc: &mut Value, path: &Path, env: &Environment) -> Result<(), LoadError> {
+    fn resolve_extends(
+        &mut self,
+        doc: &mut Value,
+        path: &Path,
+        env: &Environment,
+    ) -> Result<(), LoadError> {
         let mut load_other = |other: &Path| -> Result<Value, String> {
             if let Some(cached) = self.extends_cache.get(other) {
                 return Ok(cached.clone());
             }
             let name = other.display().to_string();
-            let text = read_source(&ConfigSource::Path(other.to_path_buf())).map_err(|e| e.to_string())?;
-            let loaded = self.file_document(&name, &text, env).map_err(|e| e.to_string())?;
-            self.extends_cache.insert(other.to_path_buf(), loaded.clone());
+            let text =
+                read_source(&ConfigSource::Path(other.to_path_buf())).map_err(|e| e.to_string())?;
+            let loaded = self
+                .file_document(&name, &text, env)
+                .map_err(|e| e.to_string())?;
+            self.extends_cache
+                .insert(other.to_path_buf(), loaded.clone());
             Ok(loaded)
         };
         extends::resolve_extends(doc, path, &mut load_other).map_err(|source| LoadError::Extends {
             file: path.display().to_string(),
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -300,7 +328,8 @@ impl<'s> Pipeline<'s> {
             file: file.clone(),
             source,
         };
-        let entries = include::take_entries(&mut doc, path, project_directory).map_err(include_error)?;
+        let entries =
+            include::take_entries(&mut doc, path, project_directory).map_err(include_error)?;
         if entries.is_empty() {
             return Ok(doc);
         }
@@ -319,11 +348,21 @@ impl<'s> Pipeline<'s> {
                     }
                 }
             }
-            let sources: Vec<ConfigSource> = entry.files.iter().cloned().map(ConfigSource::Path).collect();
+            let sources: Vec<ConfigSource> = entry
+                .files
+                .iter()
+                .cloned()
+                .map(ConfigSource::Path)
+                .collect();
             // Included projects always resolve their paths: their meaning depends on where
             // they live, not on the including project.
-            let mut included = self.load_files(&sources, &entry.project_directory, &included_env)?;
-            paths::resolve_document(&mut included, &entry.project_directory, self.home.as_deref());
+            let mut included =
+                self.load_files(&sources, &entry.project_directory, &included_env)?;
+            paths::resolve_document(
+                &mut included,
+                &entry.project_directory,
+                self.home.as_deref(),
+            );
             doc = include::add_resources(doc, included, &entry).map_err(include_error)?;
         }
         self.include_stack.pop();
@@ -382,6 +421,9 @@ pub fn read_source(source: &ConfigSource) -> Result<String, LoadError> {
     }
     String::from_utf8(bytes).map_err(|_| LoadError::Read {
         file,
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not valid UTF-8"),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "the file is not valid UTF-8",
+        ),
     })
 }

@@ -70,7 +70,9 @@ pub fn normalize(project: &mut Project, options: &Options) -> Result<(), Normali
         add_implicit_dependencies(service);
     }
     if uses_default_network && !project.networks.contains_key("default") {
-        project.networks.insert("default".into(), Default::default());
+        project
+            .networks
+            .insert("default".into(), Default::default());
     }
     name_resources(project);
     Ok(())
@@ -87,7 +89,11 @@ fn resolve_unset(map: &mut IndexMap<String, Option<String>>, environment: &Envir
     }
 }
 
-fn fold_env_files(name: &str, service: &mut Service, environment: &Environment) -> Result<(), NormalizeError> {
+fn fold_env_files(
+    name: &str,
+    service: &mut Service,
+    environment: &Environment,
+) -> Result<(), NormalizeError> {
     if service.env_file.is_empty() {
         return Ok(());
     }
@@ -170,7 +176,13 @@ fn add_implicit_dependencies(service: &mut Service) {
         let target = link.split(':').next().unwrap_or(link);
         implied.push((target.to_string(), true));
     }
-    for mode in [&service.network_mode, &service.ipc, &service.pid, &service.uts, &service.cgroup] {
+    for mode in [
+        &service.network_mode,
+        &service.ipc,
+        &service.pid,
+        &service.uts,
+        &service.cgroup,
+    ] {
         if let Some(target) = mode.strip_prefix("service:") {
             implied.push((target.to_string(), true));
         }

@@ -60,7 +60,9 @@ pub fn resolve_service(service: &mut Value, base: &Path, home: Option<&Path>) {
     }
     let watch = service.get_mut("develop").and_then(|d| d.get_mut("watch"));
     if let Some(rules) = watch.map(untagged_mut) {
-        for_each_entry(rules, |rule| rule.get_mut("path").into_iter().for_each(&fix));
+        for_each_entry(rules, |rule| {
+            rule.get_mut("path").into_iter().for_each(&fix)
+        });
     }
 }
 
@@ -227,6 +229,9 @@ secrets:
     fn absolute_paths_are_cleaned_and_kept() {
         assert_eq!(absolute("/a/./b/../c", Path::new("/x"), None), "/a/c");
         assert_eq!(absolute(".", Path::new("/x/y"), None), "/x/y");
-        assert_eq!(absolute("~user/x", Path::new("/b"), Some(Path::new("/h"))), "/b/~user/x");
+        assert_eq!(
+            absolute("~user/x", Path::new("/b"), Some(Path::new("/h"))),
+            "/b/~user/x"
+        );
     }
 }

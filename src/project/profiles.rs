@@ -125,14 +125,22 @@ services:
 "#;
 
     fn names(selection: &Selection) -> Vec<&str> {
-        selection.project.services.keys().map(String::as_str).collect()
+        selection
+            .project
+            .services
+            .keys()
+            .map(String::as_str)
+            .collect()
     }
 
     #[test]
     fn services_without_profiles_always_run() {
         let selection = apply(project(FILE), &[], &[]).unwrap();
         assert_eq!(names(&selection), ["web"]);
-        assert_eq!(selection.disabled.keys().collect::<Vec<_>>(), ["debug", "ops"]);
+        assert_eq!(
+            selection.disabled.keys().collect::<Vec<_>>(),
+            ["debug", "ops"]
+        );
     }
 
     #[test]
@@ -160,7 +168,11 @@ services:
   db: {image: db, profiles: [data]}
 "#;
         let err = apply(project(required), &[], &[]).unwrap_err();
-        assert!(err.to_string().contains("enable one of its profiles (data)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("enable one of its profiles (data)"),
+            "{err}"
+        );
         let optional = required.replace("required: true", "required: false");
         let selection = apply(project(&optional), &[], &[]).unwrap();
         assert!(selection.project.services["web"].depends_on.is_empty());

@@ -11,7 +11,11 @@ pub enum Format {
 
 /// Renders the project. With `escape_dollars`, a literal `$` is written back as `$$` so
 /// that the output, loaded again, interpolates to the same model.
-pub fn render(project: &Project, format: Format, escape_dollars: bool) -> Result<String, serde_json::Error> {
+pub fn render(
+    project: &Project,
+    format: Format,
+    escape_dollars: bool,
+) -> Result<String, serde_json::Error> {
     let mut value = serde_json::to_value(project)?;
     if escape_dollars {
         escape_dollar_signs(&mut value);

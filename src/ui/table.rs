@@ -33,7 +33,10 @@ mod tests {
     fn aligns_columns() {
         let out = super::render(
             &["NAME", "VALUE"],
-            &[vec!["A".into(), "1".into()], vec!["LONGER".into(), "".into()]],
+            &[
+                vec!["A".into(), "1".into()],
+                vec!["LONGER".into(), "".into()],
+            ],
         );
         assert_eq!(out, "NAME     VALUE\nA        1\nLONGER\n");
     }

@@ -149,18 +149,35 @@ fn needs_quotes(s: &str) -> bool {
         || s.chars().any(|c| c.is_control() || c == '\u{feff}')
 }
 
-/// Anything a YAML 1.1 or 1.2 reader might take for a number, date or base-N integer.
+/// Anything a YAML 1.1 or 1.2 reader might take for a number or a date: integers and
+/// floats (with `_` separators), base-2/8/16 integers, sexagesimal `1:30`, `2024-01-31`.
 fn looks_numeric(s: &str) -> bool {
     let body = s.strip_prefix(['+', '-']).unwrap_or(s);
-    if body.is_empty() {
+    let first = body.bytes().next();
+    if !first.is_some_and(|b| b.is_ascii_digit() || b == b'.') {
         return false;
     }
-    let first = body.as_bytes()[0];
-    if !(first.is_ascii_digit() || first == b'.') {
-        return false;
-    }
-    body.chars()
-        .all(|c| c.is_ascii_hexdigit() || "._:xXoObB+-eE".contains(c))
+    let plain = body.replace('_', "");
+    let radix = |prefix: [&str; 2], radix: u32| {
+        prefix
+            .iter()
+            .find_map(|p| plain.strip_prefix(p))
+            .is_some_and(|digits| !digits.is_empty() && u64::from_str_radix(digits, radix).is_ok())
+    };
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    let sexagesimal = body.contains(':') && body.split(':').all(all_digits);
+    let date = body.len() >= 8
+        && body.split('-').count() == 3
+        && body
+            .split(['-', 'T', ' ', ':', '.'])
+            .take(3)
+            .all(all_digits);
+    plain.parse::<f64>().is_ok()
+        || radix(["0x", "0X"], 16)
+        || radix(["0o", "0O"], 8)
+        || radix(["0b", "0B"], 2)
+        || sexagesimal
+        || date
 }
 
 fn quoted(s: &str) -> String {
@@ -224,10 +241,44 @@ services:
 
     #[test]
     fn quotes_what_would_change_meaning() {
-        for s in ["", "true", "No", "8080", "1.5", "0x1F", "-1", "a: b", "#c", "*x", " x", "x:", "null", "12:30", "1e3"] {
+        for s in [
+            "",
+            "true",
+            "No",
+            "8080",
+            "1.5",
+            "0x1F",
+            "-1",
+            "a: b",
+            "#c",
+            "*x",
+            " x",
+            "x:",
+            "null",
+            "12:30",
+            "1e3",
+            "1_000",
+            "2024-01-31",
+            ".5",
+            "0o17",
+        ] {
             assert!(scalar_string(s).starts_with('"'), "{s} should be quoted");
         }
-        for s in ["abc", "nginx:latest", "/var/lib", "-c", "--flag=x", "a b", "http://x:80/y", "x-1"] {
+        for s in [
+            "abc",
+            "nginx:latest",
+            "/var/lib",
+            "-c",
+            "--flag=x",
+            "a b",
+            "http://x:80/y",
+            "x-1",
+            "127.0.0.1",
+            "10m",
+            "nginx:1.25",
+            "80/tcp",
+            "0.0.0.0:80",
+        ] {
             assert_eq!(scalar_string(s), s, "{s} should be plain");
         }
     }

@@ -12,7 +12,10 @@ pub struct Project {
 impl Project {
     /// A project whose directory has a fixed, valid name, so output can be compared.
     pub fn new(files: &[(&str, &str)]) -> Project {
-        let dir = tempfile::Builder::new().prefix("rc-test-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rc-test-")
+            .tempdir()
+            .unwrap();
         let project = Project { dir };
         for (name, text) in files {
             project.write(name, text);
@@ -31,7 +34,13 @@ impl Project {
     }
 
     /// Runs rcompose in `cwd` (relative to the project) with only the given variables set.
-    pub fn run_in(&self, cwd: &str, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Run {
+    pub fn run_in(
+        &self,
+        cwd: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Option<&str>,
+    ) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rcompose"));
         command
             .args(args)
@@ -39,7 +48,11 @@ impl Project {
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("HOME", "/home/tester")
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {
@@ -48,7 +61,12 @@ impl Project {
         let mut child = command.spawn().expect("rcompose runs");
         if let Some(input) = stdin {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(input.as_bytes())
+                .unwrap();
         }
         Run(child.wait_with_output().unwrap())
     }
@@ -72,13 +90,29 @@ impl Run {
     }
     /// Asserts success and returns stdout.
     pub fn ok(&self) -> String {
-        assert_eq!(self.code(), 0, "rcompose failed:\nstdout: {}\nstderr: {}", self.stdout(), self.stderr());
+        assert_eq!(
+            self.code(),
+            0,
+            "rcompose failed:\nstdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
         self.stdout()
     }
     /// Asserts failure with `code` and returns stderr.
     pub fn fails(&self, code: i32) -> String {
-        assert_eq!(self.code(), code, "expected exit {code}:\nstdout: {}\nstderr: {}", self.stdout(), self.stderr());
-        assert!(!self.stderr().contains("panicked"), "panic: {}", self.stderr());
+        assert_eq!(
+            self.code(),
+            code,
+            "expected exit {code}:\nstdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr()
+        );
+        assert!(
+            !self.stderr().contains("panicked"),
+            "panic: {}",
+            self.stderr()
+        );
         self.stderr()
     }
 }

@@ -534,6 +534,23 @@ pub mod schema {
     }
 }
 
+/// Maps print with sorted keys, as `docker compose config` prints them (Go maps have no
+/// order); the model itself keeps file order for everything else.
+pub fn sorted<S, V>(map: &IndexMap<String, V>, serializer: S) -> Result<S::Ok, S::Error>
+where
+    S: Serializer,
+    V: Serialize,
+{
+    use serde::ser::SerializeMap;
+    let mut entries: Vec<(&String, &V)> = map.iter().collect();
+    entries.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out = serializer.serialize_map(Some(entries.len()))?;
+    for (key, value) in entries {
+        out.serialize_entry(key, value)?;
+    }
+    out.end()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -618,21 +635,4 @@ mod tests {
         }
         assert_eq!(parse_bool("maybe"), None);
     }
-}
-
-/// Maps print with sorted keys, as `docker compose config` prints them (Go maps have no
-/// order); the model itself keeps file order for everything else.
-pub fn sorted<S, V>(map: &IndexMap<String, V>, serializer: S) -> Result<S::Ok, S::Error>
-where
-    S: Serializer,
-    V: Serialize,
-{
-    use serde::ser::SerializeMap;
-    let mut entries: Vec<(&String, &V)> = map.iter().collect();
-    entries.sort_by(|a, b| a.0.cmp(b.0));
-    let mut out = serializer.serialize_map(Some(entries.len()))?;
-    for (key, value) in entries {
-        out.serialize_entry(key, value)?;
-    }
-    out.end()
 }
