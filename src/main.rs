@@ -1,5 +1,10 @@
 //! The `rcompose` binary: everything lives in the library; this is only the process edge.
 
+// Loading a big project allocates many small strings and maps; mimalloc does that with
+// fewer page faults and less time than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(rcompose::cli::run())
 }

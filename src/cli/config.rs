@@ -104,6 +104,7 @@ pub fn run(global: &GlobalOptions, args: &ConfigArgs) -> anyhow::Result<u8> {
     };
 
     if args.quiet {
+        std::mem::forget(project);
         return Ok(0);
     }
     // Listings are sorted by name, as Compose prints them.
@@ -133,6 +134,8 @@ pub fn run(global: &GlobalOptions, args: &ConfigArgs) -> anyhow::Result<u8> {
         return emit(args, &hashes(&project, selector)?.join("\n"));
     }
     let text = render::render(&project, args.format, !args.no_interpolate)?;
+    // The process ends here: freeing a large model piece by piece would only cost time.
+    std::mem::forget(project);
     emit(args, text.trim_end())
 }
 

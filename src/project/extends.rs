@@ -110,16 +110,17 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
-    /// Resolves `services[name]` (declared in `file`), stores the result back and returns
-    /// it. `null` services are left as they are.
+    /// Resolves `services[name]` (declared in `file`) and stores the result back.
+    /// `null` services and services without `extends` are left as they are.
     fn resolve(
         &mut self,
         services: &mut Mapping,
         name: &str,
         file: &Path,
-    ) -> Result<Value, ExtendsError> {
+    ) -> Result<(), ExtendsError> {
         let service = match services.get(name) {
-            None | Some(Value::Null) => return Ok(Value::Null),
+            None | Some(Value::Null) => return Ok(()),
+            Some(Value::Mapping(m)) if !m.contains_key("extends") => return Ok(()),
             Some(Value::Mapping(m)) => m.clone(),
             Some(_) => {
                 return Err(ExtendsError::ServiceNotMapping {
@@ -129,7 +130,7 @@ impl Resolver<'_> {
             }
         };
         let Some(extends) = service.get("extends") else {
-            return Ok(Value::Mapping(service));
+            return Ok(());
         };
         let base_ref = parse_extends(extends, name, file)?;
         let link = (identity(file), name.to_string());
@@ -139,9 +140,8 @@ impl Resolver<'_> {
         self.chain.push(link);
         let merged = self.extend(services, name, service, &base_ref, file);
         self.chain.pop();
-        let merged = merged?;
-        services.insert(Value::from(name), merged.clone());
-        Ok(merged)
+        services.insert(Value::from(name), merged?);
+        Ok(())
     }
 
     /// Merges `service` over its resolved base.
@@ -157,7 +157,11 @@ impl Resolver<'_> {
             Some(other) => self.base_from_file(name, &base_ref.service, other, file)?,
             None => {
                 ensure_defined(services, name, &base_ref.service, file, file)?;
-                self.resolve(services, &base_ref.service, file)?
+                self.resolve(services, &base_ref.service, file)?;
+                services
+                    .get(base_ref.service.as_str())
+                    .cloned()
+                    .unwrap_or(Value::Null)
             }
         };
         service.remove("extends");
@@ -193,7 +197,8 @@ impl Resolver<'_> {
         let mut empty = Mapping::new();
         let services = services_of(&mut doc, &base_file)?.unwrap_or(&mut empty);
         ensure_defined(services, name, base, file, &base_file)?;
-        let mut resolved = self.resolve(services, base, &base_file)?;
+        self.resolve(services, base, &base_file)?;
+        let mut resolved = services.remove(base).unwrap_or(Value::Null);
         super::paths::resolve_service(&mut resolved, parent_dir(&base_file), None);
         Ok(resolved)
     }

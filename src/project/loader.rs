@@ -131,10 +131,10 @@ pub fn load(inputs: &ProjectInputs, settings: &LoadSettings) -> Result<Loaded, L
     if let Some(root) = doc.as_mapping_mut() {
         root.insert(Value::from("name"), Value::from(name));
     }
-    let mut project = model::from_value(doc).map_err(|source| LoadError::Model {
-        file: primary.clone(),
-        source,
-    })?;
+    let mut project = match model::from_value(doc) {
+        Ok(project) => project,
+        Err(source) => return Err(pipeline.blame_model_error(inputs, &primary, source)),
+    };
     if project.version.take().is_some() {
         pipeline.warn_all(vec![format!(
             "{primary}: the attribute `version` is obsolete, it will be ignored, please remove it to avoid potential confusion"
@@ -200,6 +200,11 @@ struct Pipeline<'s> {
     extends_cache: HashMap<PathBuf, Value>,
     /// The include chain, to name a cycle.
     include_stack: Vec<PathBuf>,
+    /// Standard input can be read once; kept for a second pass.
+    stdin_text: Option<String>,
+    /// Decode every file on its own, to name the file that holds a model error. Off on
+    /// the normal path: the merged model is decoded anyway, and twice costs time.
+    check_each_file: bool,
     warnings: Vec<String>,
 }
 
@@ -211,8 +216,42 @@ impl<'s> Pipeline<'s> {
             shell_environment: inputs.shell_environment.clone(),
             extends_cache: HashMap::new(),
             include_stack: Vec::new(),
+            stdin_text: None,
+            check_each_file: false,
             warnings: Vec::new(),
         }
+    }
+
+    /// The merged model did not decode: load again checking each file on its own, so the
+    /// error names the file that holds the mistake (the primary file if none does alone).
+    fn blame_model_error(
+        &mut self,
+        inputs: &ProjectInputs,
+        primary: &str,
+        source: model::ModelError,
+    ) -> LoadError {
+        self.check_each_file = true;
+        self.extends_cache.clear();
+        self.include_stack.clear();
+        match self.load_files(&inputs.files, &inputs.project_directory, &inputs.environment) {
+            Err(err) => err,
+            Ok(_) => LoadError::Model {
+                file: primary.to_string(),
+                source,
+            },
+        }
+    }
+
+    fn read(&mut self, source: &ConfigSource) -> Result<String, LoadError> {
+        if let ConfigSource::Stdin = source {
+            if let Some(text) = &self.stdin_text {
+                return Ok(text.clone());
+            }
+            let text = read_source(source)?;
+            self.stdin_text = Some(text.clone());
+            return Ok(text);
+        }
+        read_source(source)
     }
 
     /// Loads and merges a set of files that form one project (the main one or an included
@@ -226,13 +265,15 @@ impl<'s> Pipeline<'s> {
         let mut merged: Option<Value> = None;
         for source in files {
             let name = source.display_name();
-            let text = read_source(source)?;
+            let text = self.read(source)?;
             let mut doc = self.file_document(&name, &text, env)?;
             if let ConfigSource::Path(path) = source {
                 self.resolve_extends(&mut doc, path, env)?;
                 doc = self.apply_includes(doc, path, project_directory, env)?;
             }
-            check_against_model(&doc, &name)?;
+            if self.check_each_file {
+                check_against_model(&doc, &name)?;
+            }
             merged = Some(match merged {
                 None => doc,
                 Some(base) => merge::merge(base, doc)
