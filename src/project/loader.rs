@@ -233,7 +233,11 @@ impl<'s> Pipeline<'s> {
         self.check_each_file = true;
         self.extends_cache.clear();
         self.include_stack.clear();
-        match self.load_files(&inputs.files, &inputs.project_directory, &inputs.environment) {
+        match self.load_files(
+            &inputs.files,
+            &inputs.project_directory,
+            &inputs.environment,
+        ) {
             Err(err) => err,
             Ok(_) => LoadError::Model {
                 file: primary.to_string(),

@@ -1,10 +1,11 @@
 //! The Compose project: the load pipeline, one stage per module, and the canonical model.
 //!
-//! Stages, in the order the loader runs them:
-//! `discover` (files, project name, environment) → `yaml` (documents, anchors, merge keys,
-//! `!reset`/`!override` tags) → `interpolate` (with `dotenv` for `.env`/`env_file`) →
-//! `canonical` (short syntax to long syntax) → `extends` → `merge` (multi-file override
-//! rules) → `include` → `profiles` → `model` (typed decode) → `normalize` → `validate`.
+//! Stages, in the order the loader (`loader.rs`) runs them: `discover` (files, project
+//! name, environment); then for each file `yaml` (documents, anchors, merge keys,
+//! `!reset`/`!override` tags) → `interpolate` → `canonical` (short syntax to long syntax) →
+//! `extends` → `include`; then `merge` (multi-file override rules) → `paths` → `model`
+//! (typed decode) → `profiles` → `normalize` (with `dotenv` for `env_file`) → `validate`.
+//! `render` prints the result as `docker compose config` does; `hash` is the config hash.
 
 pub mod canonical;
 pub mod discover;
