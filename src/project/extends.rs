@@ -55,8 +55,8 @@ pub enum ExtendsError {
         reason: String,
     },
     /// Services extend each other in a loop.
-    #[error("extends cycle: {chain}")]
-    Cycle { chain: String },
+    #[error("{file}: extends cycle: {chain}")]
+    Cycle { file: PathBuf, chain: String },
     /// The service cannot be merged over its base.
     #[error("{file}: cannot extend `services.{service}`: {source}")]
     Merge {
@@ -213,7 +213,10 @@ impl Resolver<'_> {
             .map(|link| self.describe(link))
             .collect::<Vec<_>>()
             .join(" -> ");
-        ExtendsError::Cycle { chain }
+        ExtendsError::Cycle {
+            file: self.root.clone(),
+            chain,
+        }
     }
 
     fn describe(&self, (file, name): &ChainLink) -> String {
@@ -526,13 +529,19 @@ services:
             &[],
         )
         .unwrap_err();
-        assert_eq!(err.to_string(), "extends cycle: web -> base -> web");
+        assert_eq!(
+            err.to_string(),
+            "/p/compose.yaml: extends cycle: web -> base -> web"
+        );
     }
 
     #[test]
     fn self_extension_is_a_cycle() {
         let err = resolve("services: {web: {extends: web}}", "/p/compose.yaml", &[]).unwrap_err();
-        assert_eq!(err.to_string(), "extends cycle: web -> web");
+        assert_eq!(
+            err.to_string(),
+            "/p/compose.yaml: extends cycle: web -> web"
+        );
     }
 
     #[test]
@@ -552,7 +561,7 @@ services:
             ],
         )
         .unwrap_err();
-        let ExtendsError::Cycle { chain } = &err else {
+        let ExtendsError::Cycle { chain, .. } = &err else {
             panic!("expected a cycle, got {err}");
         };
         assert!(

@@ -84,7 +84,8 @@ pub enum LoadError {
         file: String,
         source: merge::MergeError,
     },
-    #[error("{file}: {source}")]
+    /// The extends error names the files involved itself.
+    #[error("{source}")]
     Extends {
         file: String,
         source: Box<extends::ExtendsError>,
@@ -103,8 +104,11 @@ pub enum LoadError {
     InvalidName { file: String, message: String },
     #[error(transparent)]
     Profiles(#[from] profiles::ProfilesError),
-    #[error(transparent)]
-    Normalize(#[from] normalize::NormalizeError),
+    #[error("{file}: {source}")]
+    Normalize {
+        file: String,
+        source: normalize::NormalizeError,
+    },
     #[error("validating {file}: {source}")]
     Validate {
         file: String,
@@ -149,7 +153,10 @@ pub fn load(inputs: &ProjectInputs, settings: &LoadSettings) -> Result<Loaded, L
             environment: &inputs.environment,
             resolve_env_files: settings.resolve_env_files,
         };
-        normalize::normalize(&mut project, &options)?;
+        normalize::normalize(&mut project, &options).map_err(|source| LoadError::Normalize {
+            file: primary.clone(),
+            source,
+        })?;
     }
     if settings.consistency {
         validate::validate(&project).map_err(|source| LoadError::Validate {
