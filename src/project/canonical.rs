@@ -4,6 +4,7 @@
 //! Runs on each file's document after interpolation and before merging. Values may
 //! carry `!reset`/`!override` tags; the rewrite looks through them and keeps the tag.
 
+use super::yaml::untagged;
 use serde_yaml::{Mapping, Sequence, Value};
 
 use crate::project::model::units::{describe, scalar_text};
@@ -66,14 +67,6 @@ pub fn canonicalize(doc: &mut Value) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The value under any `!reset`/`!override` tags.
-fn untagged(value: &mut Value) -> &mut Value {
-    match value {
-        Value::Tagged(tagged) => untagged(&mut tagged.value),
-        other => other,
-    }
 }
 
 fn invalid_type(path: &str, value: &Value, expected: &'static str) -> CanonicalError {

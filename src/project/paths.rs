@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde_yaml::{Mapping, Value};
 
 use super::discover::clean;
+use super::yaml::untagged;
 
 /// Resolves every path-valued key of a whole document against `base`.
 pub fn resolve_document(doc: &mut Value, base: &Path, home: Option<&Path>) {
@@ -23,7 +24,7 @@ pub fn resolve_document(doc: &mut Value, base: &Path, home: Option<&Path>) {
     for kind in ["secrets", "configs"] {
         if let Some(items) = get_mapping_mut(root, kind) {
             for (_, item) in items.iter_mut() {
-                if let Some(item) = untagged_mut(item).as_mapping_mut() {
+                if let Some(item) = untagged(item).as_mapping_mut() {
                     resolve_key(item, "file", base, home);
                 }
             }
@@ -35,23 +36,23 @@ pub fn resolve_document(doc: &mut Value, base: &Path, home: Option<&Path>) {
 /// label files, bind-mount sources and watched paths. `home` expands `~`; without it,
 /// `~` paths are kept for a later pass.
 pub fn resolve_service(service: &mut Value, base: &Path, home: Option<&Path>) {
-    let Some(service) = untagged_mut(service).as_mapping_mut() else {
+    let Some(service) = untagged(service).as_mapping_mut() else {
         return;
     };
     let fix = |path: &mut Value| resolve_path(path, base, home);
-    if let Some(build) = service.get_mut("build").map(untagged_mut) {
+    if let Some(build) = service.get_mut("build").map(untagged) {
         resolve_build(build, &fix);
     }
-    if let Some(env_files) = service.get_mut("env_file").map(untagged_mut) {
+    if let Some(env_files) = service.get_mut("env_file").map(untagged) {
         for_each_entry(env_files, |entry| match entry.as_mapping_mut() {
             Some(entry) => entry.get_mut("path").into_iter().for_each(&fix),
             None => fix(entry),
         });
     }
-    if let Some(label_files) = service.get_mut("label_file").map(untagged_mut) {
+    if let Some(label_files) = service.get_mut("label_file").map(untagged) {
         for_each_entry(label_files, &fix);
     }
-    if let Some(volumes) = service.get_mut("volumes").map(untagged_mut) {
+    if let Some(volumes) = service.get_mut("volumes").map(untagged) {
         for_each_entry(volumes, |mount| {
             if mount.get("type").and_then(Value::as_str) == Some("bind") {
                 mount.get_mut("source").into_iter().for_each(&fix);
@@ -59,7 +60,7 @@ pub fn resolve_service(service: &mut Value, base: &Path, home: Option<&Path>) {
         });
     }
     let watch = service.get_mut("develop").and_then(|d| d.get_mut("watch"));
-    if let Some(rules) = watch.map(untagged_mut) {
+    if let Some(rules) = watch.map(untagged) {
         for_each_entry(rules, |rule| {
             rule.get_mut("path").into_iter().for_each(&fix)
         });
@@ -77,7 +78,7 @@ fn resolve_build(build: &mut Value, fix: &dyn Fn(&mut Value)) {
         return;
     };
     build.get_mut("context").into_iter().for_each(context_fix);
-    match build.get_mut("additional_contexts").map(untagged_mut) {
+    match build.get_mut("additional_contexts").map(untagged) {
         Some(Value::Mapping(contexts)) => contexts.values_mut().for_each(context_fix),
         Some(Value::Sequence(contexts)) => {
             for entry in contexts {
@@ -86,7 +87,7 @@ fn resolve_build(build: &mut Value, fix: &dyn Fn(&mut Value)) {
         }
         _ => {}
     }
-    match build.get_mut("ssh").map(untagged_mut) {
+    match build.get_mut("ssh").map(untagged) {
         Some(Value::Mapping(keys)) => keys.values_mut().for_each(fix),
         Some(Value::Sequence(keys)) => {
             for entry in keys {
@@ -160,21 +161,13 @@ fn resolve_key(map: &mut Mapping, key: &str, base: &Path, home: Option<&Path>) {
 /// Applies `f` to a single value or to each entry of a sequence.
 fn for_each_entry(value: &mut Value, mut f: impl FnMut(&mut Value)) {
     match value {
-        Value::Sequence(entries) => entries.iter_mut().map(untagged_mut).for_each(f),
+        Value::Sequence(entries) => entries.iter_mut().map(untagged).for_each(f),
         single => f(single),
     }
 }
 
 fn get_mapping_mut<'a>(map: &'a mut Mapping, key: &str) -> Option<&'a mut Mapping> {
-    map.get_mut(key).map(untagged_mut)?.as_mapping_mut()
-}
-
-/// `!reset`/`!override` wrap values until the merge stage removes them.
-fn untagged_mut(value: &mut Value) -> &mut Value {
-    match value {
-        Value::Tagged(tagged) => untagged_mut(&mut tagged.value),
-        other => other,
-    }
+    map.get_mut(key).map(untagged)?.as_mapping_mut()
 }
 
 #[cfg(test)]

@@ -124,6 +124,15 @@ impl YamlError {
     }
 }
 
+/// The value under any `!reset`/`!override` tags: they wrap values until the merge stage
+/// removes them, and the stages before it look through them.
+pub fn untagged(value: &mut Value) -> &mut Value {
+    match value {
+        Value::Tagged(tagged) => untagged(&mut tagged.value),
+        other => other,
+    }
+}
+
 /// Parses every document of `text` in order, skipping empty ones.
 pub fn parse_documents(text: &str) -> Result<Vec<Value>, YamlError> {
     if text.len() > MAX_FILE_BYTES {
