@@ -111,16 +111,20 @@ pub fn resolve(
     process_env: &Environment,
     working_dir: &Path,
 ) -> Result<ProjectInputs, DiscoverError> {
-    // `.env` in the project directory (or working directory) may carry COMPOSE_* settings
-    // that select the files themselves, so read it before discovery.
+    // The env files may carry COMPOSE_* settings that select the Compose files themselves,
+    // so read them before discovery: the explicit ones, or `.env` in the project directory
+    // given on the command line (else the working directory).
     let early_dir = flags
         .project_directory
         .as_deref()
         .map(|d| absolute(working_dir, d))
         .unwrap_or_else(|| working_dir.to_path_buf());
     let mut settings = process_env.clone();
-    if flags.env_files.is_empty() && !env_file_disabled(process_env) {
-        for (key, value) in read_default_dotenv(&early_dir, process_env)? {
+    for path in env_file_paths(flags, process_env, working_dir, &early_dir) {
+        if !path.is_file() {
+            continue;
+        }
+        for (key, value) in read_env_file(&path, process_env)? {
             if key.starts_with("COMPOSE_") {
                 settings.entry(key).or_insert(value);
             }
@@ -259,14 +263,6 @@ fn env_file_paths(
         return Vec::new();
     }
     vec![project_directory.join(".env")]
-}
-
-fn read_default_dotenv(dir: &Path, env: &Environment) -> Result<Environment, DiscoverError> {
-    let path = dir.join(".env");
-    if !path.is_file() {
-        return Ok(Environment::new());
-    }
-    read_env_file(&path, env)
 }
 
 /// Reads one env file; `${VAR}` references resolve against `env`.
@@ -469,6 +465,28 @@ mod tests {
         };
         let err = resolve(&flags, &Environment::new(), root).unwrap_err();
         assert!(matches!(err, DiscoverError::MissingEnvFile(_)));
+    }
+
+    #[test]
+    fn compose_settings_come_from_an_explicit_env_file_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        fs::write(root.join("prod.yaml"), "services: {}").unwrap();
+        fs::write(
+            root.join("prod.env"),
+            "COMPOSE_FILE=prod.yaml\nCOMPOSE_PROFILES=web\n",
+        )
+        .unwrap();
+        let flags = ProjectFlags {
+            env_files: vec!["prod.env".into()],
+            ..Default::default()
+        };
+        let inputs = resolve(&flags, &Environment::new(), root).unwrap();
+        assert_eq!(
+            inputs.files,
+            vec![ConfigSource::Path(root.join("prod.yaml"))]
+        );
+        assert_eq!(inputs.profiles, vec!["web"]);
     }
 
     #[test]

@@ -156,6 +156,11 @@ fn render_decode_error(path: &str, message: &str) -> String {
 
 /// Decodes a canonical document into a [`Project`], naming the key path of any error.
 pub fn from_value(value: serde_yaml::Value) -> Result<Project, ModelError> {
+    // Tracking the key path slows every decode down; it is only needed to explain an
+    // error, so decode plainly first and again with tracking when that fails.
+    if let Ok(project) = Project::deserialize(&value) {
+        return Ok(project);
+    }
     serde_path_to_error::deserialize(value).map_err(|err| {
         let mut segments = compose_path(err.path());
         let inner = err.inner().to_string();
