@@ -22,3 +22,34 @@ pub fn service_hash(service: &Service) -> Result<String, serde_json::Error> {
     let digest = Sha256::digest(&bytes);
     Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::model;
+
+    fn service(extra: &str) -> Service {
+        let yaml = format!("name: p\nservices:\n  a:\n    image: busybox\n{extra}");
+        let project = model::from_value(serde_yaml::from_str(&yaml).unwrap()).unwrap();
+        project.services["a"].clone()
+    }
+
+    #[test]
+    fn hash_ignores_build_scale_dependencies_and_profiles_only() {
+        let base = service_hash(&service("")).unwrap();
+        assert_eq!(base.len(), 64);
+        let ignored = "    build: {context: .}\n    pull_policy: always\n    scale: 3\n    profiles: [x]\n    depends_on: {b: {condition: service_started, required: false}}\n    deploy: {replicas: 3}\n";
+        assert_eq!(service_hash(&service(ignored)).unwrap(), base);
+        assert_ne!(
+            service_hash(&service("    command: [sleep, \"1\"]\n")).unwrap(),
+            base
+        );
+        assert_ne!(
+            service_hash(&service(
+                "    deploy: {resources: {limits: {memory: 1g}}}\n"
+            ))
+            .unwrap(),
+            base
+        );
+    }
+}

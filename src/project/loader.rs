@@ -479,3 +479,75 @@ pub fn read_source(source: &ConfigSource) -> Result<String, LoadError> {
         ),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(files: Vec<ConfigSource>, dir: &Path) -> ProjectInputs {
+        ProjectInputs {
+            files,
+            project_directory: dir.to_path_buf(),
+            explicit_name: None,
+            profiles: Vec::new(),
+            environment: Environment::new(),
+            shell_environment: Environment::new(),
+            env_files: Vec::new(),
+        }
+    }
+
+    fn inline(name: &str, content: &str) -> ConfigSource {
+        ConfigSource::Inline {
+            name: name.into(),
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn documents_of_one_file_merge_in_order_and_the_directory_names_the_project() {
+        let text = "services:\n  a:\n    image: one\n---\nservices:\n  a:\n    image: two\n";
+        let loaded = load(
+            &inputs(vec![inline("c.yaml", text)], Path::new("/srv/My_App")),
+            &LoadSettings::default(),
+        )
+        .unwrap();
+        assert_eq!(loaded.project.name, "my_app");
+        assert_eq!(loaded.project.services["a"].image, "two");
+    }
+
+    #[test]
+    fn a_model_error_names_the_file_that_holds_it() {
+        let files = vec![
+            inline("base.yaml", "services:\n  a:\n    image: one\n"),
+            inline("override.yaml", "services:\n  a:\n    tty: [nope]\n"),
+        ];
+        let err = load(&inputs(files, Path::new("/p")), &LoadSettings::default()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "override.yaml: services.a.tty: invalid type: expected a boolean, got a sequence"
+        );
+    }
+
+    #[test]
+    fn empty_file_and_obsolete_version() {
+        let err = load(
+            &inputs(vec![inline("c.yaml", "# nothing\n")], Path::new("/p")),
+            &LoadSettings::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.to_string(), "c.yaml: empty compose file");
+        let loaded = load(
+            &inputs(
+                vec![inline(
+                    "c.yaml",
+                    "version: '3.8'\nservices:\n  a:\n    image: x\n",
+                )],
+                Path::new("/p"),
+            ),
+            &LoadSettings::default(),
+        )
+        .unwrap();
+        assert!(loaded.warnings[0].contains("`version` is obsolete"));
+        assert!(loaded.project.version.is_none());
+    }
+}

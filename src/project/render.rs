@@ -34,3 +34,30 @@ fn escape_dollar_signs(value: &mut serde_json::Value) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::project::model;
+
+    fn project() -> Project {
+        let yaml = "name: p\nservices:\n  a:\n    image: busybox\n    command: [echo, \"$HOME costs $5\"]\n";
+        model::from_value(serde_yaml::from_str(yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn dollars_are_escaped_unless_asked_not_to() {
+        let escaped = render(&project(), Format::Yaml, true).unwrap();
+        assert!(escaped.contains("- $$HOME costs $$5\n"), "{escaped}");
+        let raw = render(&project(), Format::Json, false).unwrap();
+        assert!(raw.contains("\"$HOME costs $5\""), "{raw}");
+    }
+
+    #[test]
+    fn json_starts_with_name_then_services() {
+        let json = render(&project(), Format::Json, true).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["name", "services"]);
+    }
+}
