@@ -15,6 +15,10 @@ pub fn service_hash(service: &Service) -> Result<String, serde_json::Error> {
     relevant.scale = None;
     if let Some(deploy) = relevant.deploy.as_mut() {
         deploy.replicas = None;
+        // A `deploy` that only set the replica count says nothing else either.
+        if *deploy == Default::default() {
+            relevant.deploy = None;
+        }
     }
     relevant.depends_on = Default::default();
     relevant.profiles = Default::default();
