@@ -95,7 +95,7 @@ pub fn run(global: &GlobalOptions, args: &ConfigArgs) -> anyhow::Result<u8> {
         warnings,
     } = loader::load(&inputs, &settings)?;
     for warning in &warnings {
-        eprintln!("WARN {warning}");
+        eprintln!("{} {warning}", console::style("WARN").yellow().for_stderr());
     }
     let project = if args.services_filter.is_empty() {
         project
