@@ -1,0 +1,4 @@
+//! Images: references, the content-addressed store, layer unpacking, archives.
+
+pub mod reference;
+pub mod unpack;

@@ -1,0 +1,8 @@
+//! rcompose-runtime: a Linux container runtime library.
+//!
+//! It knows nothing of Compose: `image` holds image references, the content-addressed
+//! store, layer unpacking and archive import/export. Containers, networks and volumes
+//! build on it.
+#![deny(unsafe_code)]
+
+pub mod image;
