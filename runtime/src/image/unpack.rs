@@ -1334,6 +1334,29 @@ mod tests {
     }
 
     #[test]
+    fn xattrs_on_symlinks_are_set_without_following_or_noted() {
+        let dest = tempfile::tempdir().expect("tempdir");
+        fs::write(dest.path().join("target"), b"t").expect("target");
+        let layer = Layer::new()
+            .pax(&[
+                ("SCHILY.xattr.trusted.label", b"link"),
+                ("SCHILY.xattr.user.refused", b"x"),
+            ])
+            .link(EntryType::Symlink, "sl", "target")
+            .bytes();
+        let stats = apply(&layer, dest.path()).expect("layer applies");
+        let link = dest.path().join("sl");
+        assert_eq!(xattr(&link, "trusted.label").as_deref(), Some(&b"link"[..]));
+        assert_eq!(xattr(&dest.path().join("target"), "trusted.label"), None);
+        // Linux refuses user.* xattrs on symlinks: noted, not fatal.
+        let refused = UnpackWarning::XattrSkipped {
+            path: "sl".into(),
+            name: "user.refused".into(),
+        };
+        assert_eq!(stats.warnings, vec![refused]);
+    }
+
+    #[test]
     fn ownership_is_left_alone_when_not_kept() {
         let layer = Layer::new()
             .owned_file("f", 0o644, (1234, 5678), b"x")
