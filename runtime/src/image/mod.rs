@@ -1,4 +1,7 @@
 //! Images: references, the content-addressed store, layer unpacking, archives.
 
+pub mod archive;
+pub mod import;
 pub mod reference;
+pub mod store;
 pub mod unpack;
