@@ -52,6 +52,7 @@ use super::reference::{Digest, DigestError};
 use super::unpack::UnpackError;
 pub use blobs::HashingReader;
 pub use images::{Image, ImageDetails, ImageSummary, RemoveReport};
+pub(crate) use layers::decompress;
 pub use layers::{chain_id, LayerInfo};
 use lock::{lock_file, LockGuard, LockKind};
 pub use prune::PruneReport;

@@ -46,6 +46,14 @@ impl LayerBuilder {
         self
     }
 
+    pub(crate) fn symlink(mut self, path: &str, target: &str) -> LayerBuilder {
+        let mut header = Self::header(EntryType::Symlink, 0o777, 0);
+        self.builder
+            .append_link(&mut header, path, target)
+            .expect("append symlink to in-memory tar");
+        self
+    }
+
     pub(crate) fn build(self) -> Vec<u8> {
         self.builder
             .into_inner()
