@@ -810,3 +810,357 @@ fn descriptor(media_type: &str, digest: &Digest, size: u64) -> Descriptor {
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|err| ArchiveError::Write(io::Error::other(err)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::store::test_support::{
+        add_image, config_json, gzip, sample_layers, LayerBuilder,
+    };
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open store");
+        (dir, store)
+    }
+
+    fn reference(text: &str) -> Reference {
+        Reference::parse(text).expect("reference")
+    }
+
+    fn chains(store: &Store, id: &ImageId) -> Vec<ChainId> {
+        store.image(id).expect("image").layers
+    }
+
+    /// Names of the entries of an (uncompressed) archive.
+    fn entry_names(archive: &[u8]) -> Vec<String> {
+        let mut tar = tar::Archive::new(archive);
+        tar.entries()
+            .expect("entries")
+            .map(|entry| {
+                let entry = entry.expect("entry");
+                String::from_utf8_lossy(&entry.path_bytes()).into_owned()
+            })
+            .collect()
+    }
+
+    fn assert_store_empty(store: &Store) {
+        assert!(store.list().expect("list").is_empty(), "no image record");
+        assert!(store.tags().expect("tags").is_empty(), "no tag");
+    }
+
+    /// A pre-Docker-25 archive: `<id>/layer.tar` directories, the third layer a
+    /// symlink to the first (same content), config as `<hex>.json`.
+    fn legacy_archive(layers: &[Vec<u8>; 2]) -> (Vec<u8>, Digest) {
+        let all = [layers[0].clone(), layers[1].clone(), layers[0].clone()];
+        let config = config_json(&all, &["sh"]);
+        let config_digest = Digest::sha256_of(&config);
+        let manifest = serde_json::json!([{
+            "Config": format!("{}.json", config_digest.hex()),
+            "RepoTags": ["legacy:1"],
+            "Layers": ["aaa/layer.tar", "bbb/layer.tar", "ccc/layer.tar"],
+        }]);
+        let tar = LayerBuilder::new()
+            .dir("aaa")
+            .file("aaa/VERSION", b"1.0")
+            .file("aaa/layer.tar", &layers[0])
+            .file("bbb/layer.tar", &layers[1])
+            .dir("ccc")
+            .symlink("ccc/layer.tar", "../aaa/layer.tar")
+            .file(&format!("{}.json", config_digest.hex()), &config)
+            .file("repositories", b"{\"legacy\":{\"1\":\"ccc\"}}")
+            .file("manifest.json", manifest.to_string().as_bytes())
+            .build();
+        (tar, config_digest)
+    }
+
+    /// An OCI-layout-only archive with gzip layers, named through annotations.
+    fn oci_archive(layers: &[Vec<u8>]) -> (Vec<u8>, Digest) {
+        let config = config_json(layers, &["oci"]);
+        let config_digest = Digest::sha256_of(&config);
+        let mut builder = LayerBuilder::new().file("oci-layout", b"{\"imageLayoutVersion\":\"1.0.0\"}");
+        let mut layer_descriptors = Vec::new();
+        for layer in layers {
+            let compressed = gzip(layer);
+            let digest = Digest::sha256_of(&compressed);
+            builder = builder.file(&blob_path(&digest), &compressed);
+            layer_descriptors.push(serde_json::json!({
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": digest.to_string(),
+                "size": compressed.len(),
+            }));
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MEDIA_MANIFEST,
+            "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest.to_string(), "size": config.len()},
+            "layers": layer_descriptors,
+        })
+        .to_string();
+        let manifest_digest = Digest::sha256_of(manifest.as_bytes());
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [
+                {"mediaType": MEDIA_MANIFEST, "digest": manifest_digest.to_string(), "size": manifest.len(),
+                 "annotations": {ANNOTATION_IMAGE_NAME: "docker.io/library/oci:1", ANNOTATION_REF_NAME: "1"}},
+                {"mediaType": MEDIA_MANIFEST, "digest": manifest_digest.to_string(), "size": manifest.len(),
+                 "annotations": {ANNOTATION_REF_NAME: "example.com/team/oci:2"}},
+            ],
+        });
+        let tar = builder
+            .file(&blob_path(&config_digest), &config)
+            .file(&blob_path(&manifest_digest), manifest.as_bytes())
+            .file("index.json", index.to_string().as_bytes())
+            .build();
+        (tar, config_digest)
+    }
+
+    #[test]
+    fn save_then_load_gives_the_same_image_and_layers() {
+        let (_a, source) = store();
+        let app = add_image(&source, &sample_layers(), &["app"]);
+        let base = add_image(&source, &sample_layers()[..1], &["base"]);
+        source.tag(&reference("app:1"), &app).expect("tag");
+        source.tag(&reference("registry.local:5000/app:2"), &app).expect("tag");
+        let mut archive = Vec::new();
+        save(
+            &source,
+            &["app:1", "registry.local:5000/app:2", base.short()],
+            &mut archive,
+        )
+        .expect("save");
+
+        let names = entry_names(&archive);
+        for expected in ["manifest.json", "index.json", "oci-layout", "repositories"] {
+            assert!(names.iter().any(|name| name == expected), "{expected} in {names:?}");
+        }
+        for layer in sample_layers() {
+            let path = blob_path(&Digest::sha256_of(&layer));
+            assert!(names.contains(&path), "uncompressed layer {path}");
+        }
+
+        let (_b, target) = store();
+        let loaded = load(&target, &archive[..]).expect("load");
+        assert_eq!(loaded.len(), 2);
+        assert_eq!(loaded[0].id, app);
+        assert_eq!(
+            loaded[0].tags,
+            [reference("app:1"), reference("registry.local:5000/app:2")]
+        );
+        assert_eq!(loaded[1].id, base);
+        assert!(loaded[1].tags.is_empty(), "saved by ID, loaded unnamed");
+        assert_eq!(chains(&target, &app), chains(&source, &app));
+        assert_eq!(chains(&target, &base), chains(&source, &base));
+        assert_eq!(target.resolve("app:1").expect("tag").id, app);
+        let top = target.layer_dirs(&target.image(&app).expect("image")).expect("dirs");
+        assert!(top[0].join("opt/app/new").is_file());
+    }
+
+    #[test]
+    fn saved_manifest_json_and_repositories_use_familiar_names() {
+        let (_dir, store) = store();
+        let id = add_image(&store, &sample_layers(), &[]);
+        store.tag(&reference("app:1"), &id).expect("tag");
+        let mut archive = Vec::new();
+        save(&store, &["app:1"], &mut archive).expect("save");
+        let mut tar = tar::Archive::new(&archive[..]);
+        let mut manifest = String::new();
+        let mut repositories = String::new();
+        for entry in tar.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            match path.as_str() {
+                "manifest.json" => entry.read_to_string(&mut manifest).map(drop),
+                "repositories" => entry.read_to_string(&mut repositories).map(drop),
+                _ => Ok(()),
+            }
+            .expect("read");
+        }
+        let manifest: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+        assert_eq!(manifest[0]["RepoTags"], serde_json::json!(["app:1"]));
+        assert_eq!(
+            manifest[0]["Config"],
+            serde_json::json!(blob_path(id.digest()))
+        );
+        assert_eq!(manifest[0]["Layers"].as_array().map(Vec::len), Some(3));
+        let repositories: serde_json::Value = serde_json::from_str(&repositories).expect("json");
+        assert!(repositories["app"]["1"].is_string(), "{repositories}");
+    }
+
+    #[test]
+    fn loads_legacy_archives_with_symlinked_layers() {
+        let (_dir, store) = store();
+        let layers = [
+            LayerBuilder::new().file("etc/a", b"a").build(),
+            LayerBuilder::new().file("etc/.wh.a", b"").file("etc/b", b"b").build(),
+        ];
+        let (archive, config) = legacy_archive(&layers);
+        let loaded = load(&store, &archive[..]).expect("load");
+        assert_eq!(loaded.len(), 1);
+        assert_eq!(loaded[0].id.digest(), &config);
+        assert_eq!(loaded[0].tags, [reference("legacy:1")]);
+        let image = store.resolve("legacy:1").expect("tagged");
+        let dirs = store.layer_dirs(&image).expect("dirs");
+        assert_eq!(dirs.len(), 3);
+        assert!(dirs[0].join("etc/a").is_file(), "the top layer re-adds etc/a");
+    }
+
+    #[test]
+    fn loads_gzip_oci_layout_archives_named_by_annotations() {
+        let (_dir, store) = store();
+        let layers = sample_layers();
+        let (archive, config) = oci_archive(&layers);
+        let loaded = load(&store, &gzip(&archive)[..]).expect("load");
+        assert_eq!(loaded.len(), 2, "one per index entry");
+        assert!(loaded.iter().all(|image| image.id.digest() == &config));
+        assert_eq!(store.resolve("oci:1").expect("containerd name").id.digest(), &config);
+        assert!(store.resolve("example.com/team/oci:2").is_ok(), "full ref name");
+        let image = store.resolve("oci:1").expect("image");
+        assert!(image.manifest.is_some(), "the archive's manifest is recorded");
+
+        // Saving decompresses the gzip layers; loading that again changes nothing.
+        let mut saved = Vec::new();
+        save(&store, &["oci:1"], &mut saved).expect("save");
+        let (_other, fresh) = self::store();
+        let again = load(&fresh, &saved[..]).expect("load saved");
+        assert_eq!(again[0].id, image.id);
+        assert_eq!(chains(&fresh, &image.id), image.layers);
+    }
+
+    #[test]
+    fn a_missing_layer_leaves_the_store_unchanged() {
+        let (_dir, store) = store();
+        let (archive, _) = legacy_archive(&[
+            LayerBuilder::new().file("a", b"a").build(),
+            LayerBuilder::new().file("b", b"b").build(),
+        ]);
+        // Rebuild without bbb/layer.tar.
+        let mut tar = tar::Archive::new(&archive[..]);
+        let mut builder = tar::Builder::new(Vec::new());
+        for entry in tar.entries().expect("entries") {
+            let mut entry = entry.expect("entry");
+            if entry.path_bytes().as_ref() == b"bbb/layer.tar" {
+                continue;
+            }
+            let mut header = entry.header().clone();
+            let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).expect("read");
+            if header.entry_type().is_symlink() {
+                let target = entry.link_name().expect("link").expect("target").into_owned();
+                builder.append_link(&mut header, &path, target).expect("append");
+            } else {
+                builder.append_data(&mut header, &path, &data[..]).expect("append");
+            }
+        }
+        let broken = builder.into_inner().expect("tar");
+        let err = load(&store, &broken[..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "image archive lacks bbb/layer.tar, which manifest.json refers to"
+        );
+        assert_store_empty(&store);
+    }
+
+    #[test]
+    fn a_blob_that_does_not_match_its_name_is_refused() {
+        let (_dir, store) = store();
+        let wrong = Digest::sha256_of(b"not this");
+        let archive = LayerBuilder::new()
+            .file(&blob_path(&wrong), b"something else")
+            .file("index.json", b"{\"schemaVersion\":2,\"manifests\":[]}")
+            .build();
+        let err = load(&store, &archive[..]).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!("image archive entry {}", blob_path(&wrong))),
+            "{err}"
+        );
+        assert_store_empty(&store);
+    }
+
+    #[test]
+    fn a_layer_that_does_not_match_the_config_leaves_the_store_unchanged() {
+        let (_dir, store) = store();
+        let layers = [
+            LayerBuilder::new().file("a", b"a").build(),
+            LayerBuilder::new().file("b", b"b").build(),
+        ];
+        let config = config_json(&layers, &[]);
+        let config_digest = Digest::sha256_of(&config);
+        let manifest = serde_json::json!([{
+            "Config": "config.json", "RepoTags": ["bad:1"],
+            "Layers": ["one.tar", "two.tar"],
+        }]);
+        let archive = LayerBuilder::new()
+            .file("config.json", &config)
+            .file("one.tar", &layers[0])
+            .file("two.tar", &layers[0])
+            .file("manifest.json", manifest.to_string().as_bytes())
+            .build();
+        let err = load(&store, &archive[..]).unwrap_err();
+        assert!(err.to_string().starts_with("layer 1 (two.tar) of image config config.json"), "{err}");
+        assert!(matches!(
+            err,
+            ArchiveError::Layer { source: StoreError::DiffIdMismatch { .. }, .. }
+        ));
+        assert_store_empty(&store);
+        assert!(store.has_blob(&config_digest), "blobs stay until pruned");
+        store.prune(&[]).expect("prune");
+        assert!(!store.has_blob(&config_digest));
+    }
+
+    #[test]
+    fn bad_json_is_named() {
+        let (_dir, store) = store();
+        let archive = LayerBuilder::new().file("manifest.json", b"[{\"Config\":").build();
+        let err = load(&store, &archive[..]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("image archive file manifest.json is not valid manifest.json"),
+            "{err}"
+        );
+        assert_store_empty(&store);
+    }
+
+    #[test]
+    fn a_truncated_archive_is_an_error() {
+        let (_dir, store) = store();
+        let (archive, _) = oci_archive(&sample_layers());
+        for cut in [archive.len() / 3, archive.len() / 2, archive.len() - 1100] {
+            let err = load(&store, &archive[..cut]);
+            assert!(err.is_err(), "cut at {cut} must fail");
+            assert_store_empty(&store);
+        }
+        let compressed = gzip(&archive);
+        let err = load(&store, &compressed[..compressed.len() / 2]);
+        assert!(err.is_err());
+        assert_store_empty(&store);
+    }
+
+    #[test]
+    fn an_archive_without_image_metadata_is_named() {
+        let (_dir, store) = store();
+        let archive = LayerBuilder::new().file("hello.txt", b"hi").build();
+        let err = load(&store, &archive[..]).unwrap_err();
+        assert!(matches!(err, ArchiveError::NotAnImageArchive), "{err}");
+    }
+
+    #[test]
+    fn saving_nothing_or_an_unknown_image_fails() {
+        let (_dir, store) = store();
+        assert!(matches!(
+            save(&store, &[], Vec::new()),
+            Err(ArchiveError::NothingToSave)
+        ));
+        let err = save(&store, &["ghost:1"], Vec::new()).unwrap_err();
+        assert_eq!(err.to_string(), "No such image: ghost:1");
+    }
+
+    #[test]
+    fn archive_paths_are_normalized_and_links_resolved() {
+        assert_eq!(clean_path("./a//b/./c").as_deref(), Some("a/b/c"));
+        assert_eq!(clean_path("/"), None);
+        assert_eq!(clean_path("../x"), None);
+        assert_eq!(join_relative("ccc/layer.tar", "../aaa/layer.tar").as_deref(), Some("aaa/layer.tar"));
+        assert_eq!(join_relative("a/l", "/abs").as_deref(), Some("abs"));
+    }
+}
