@@ -52,7 +52,10 @@ pub enum ArchiveError {
     #[error("image archive is unreadable or truncated{after}: {source}")]
     Read { after: String, source: io::Error },
     #[error("image archive entry {path}: {source}")]
-    Entry { path: String, source: StoreError },
+    Entry {
+        path: String,
+        source: Box<StoreError>,
+    },
     #[error("image archive entry {path} is truncated: {got} of {expected} bytes")]
     Truncated {
         path: String,
@@ -86,7 +89,7 @@ pub enum ArchiveError {
         config: String,
         index: usize,
         path: String,
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("image archive has no image for this platform ({os}/{arch}) in {path}")]
     NoMatchingPlatform {
@@ -235,7 +238,12 @@ pub fn load(store: &Store, reader: impl Read) -> Result<Vec<LoadedImage>> {
     let mut tags = Vec::new();
     for (candidate, chains) in verified {
         let id = store.add_image(&candidate.config, candidate.manifest.as_ref(), &chains)?;
-        tags.extend(candidate.names.iter().map(|name| (name.clone(), id.clone())));
+        tags.extend(
+            candidate
+                .names
+                .iter()
+                .map(|name| (name.clone(), id.clone())),
+        );
         loaded.push(LoadedImage {
             id,
             tags: candidate.names,
@@ -318,7 +326,7 @@ fn store_archive_entry<R: Read>(
             },
             source => ArchiveError::Entry {
                 path: path.to_owned(),
-                source,
+                source: Box::new(source),
             },
         })?;
     let got = store.blob_size(&digest)?;
@@ -397,7 +405,11 @@ fn descriptor_names(descriptor: &Descriptor) -> Result<Vec<Reference>> {
 }
 
 /// Follows nested indexes down to one image manifest, choosing this host's platform.
-fn pick_manifest(store: &Store, files: &ArchiveFiles, descriptor: &Descriptor) -> Result<Descriptor> {
+fn pick_manifest(
+    store: &Store,
+    files: &ArchiveFiles,
+    descriptor: &Descriptor,
+) -> Result<Descriptor> {
     let mut current = descriptor.clone();
     for _ in 0..MAX_LINK_HOPS {
         let media = current.media_type.as_deref().unwrap_or(MEDIA_MANIFEST);
@@ -410,7 +422,9 @@ fn pick_manifest(store: &Store, files: &ArchiveFiles, descriptor: &Descriptor) -
         current = nested
             .manifests
             .into_iter()
-            .find(|candidate| matches_host(candidate) && files.contains(&blob_path(&candidate.digest)))
+            .find(|candidate| {
+                matches_host(candidate) && files.contains(&blob_path(&candidate.digest))
+            })
             .ok_or(ArchiveError::NoMatchingPlatform {
                 path,
                 os: HOST_OS,
@@ -421,10 +435,9 @@ fn pick_manifest(store: &Store, files: &ArchiveFiles, descriptor: &Descriptor) -
 }
 
 fn matches_host(descriptor: &Descriptor) -> bool {
-    descriptor
-        .platform
-        .as_ref()
-        .is_none_or(|platform| platform.os == HOST_OS && platform.architecture == host_architecture())
+    descriptor.platform.as_ref().is_none_or(|platform| {
+        platform.os == HOST_OS && platform.architecture == host_architecture()
+    })
 }
 
 fn manifest_candidate(
@@ -441,7 +454,12 @@ fn manifest_candidate(
     let layers = manifest
         .layers
         .iter()
-        .map(|layer| Ok((blob_path(&layer.digest), files.require_descriptor(layer, &manifest_path)?)))
+        .map(|layer| {
+            Ok((
+                blob_path(&layer.digest),
+                files.require_descriptor(layer, &manifest_path)?,
+            ))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Candidate {
         config_path: blob_path(&manifest.config.digest),
@@ -464,8 +482,12 @@ struct RootFsDoc {
 
 /// Unpacks a candidate's layers, each verified against the config's diff IDs.
 fn unpack_candidate_layers(store: &Store, candidate: &Candidate) -> Result<Vec<ChainId>> {
-    let config: ConfigRootFs =
-        read_json(store, &candidate.config, &candidate.config_path, "image config")?;
+    let config: ConfigRootFs = read_json(
+        store,
+        &candidate.config,
+        &candidate.config_path,
+        "image config",
+    )?;
     let diff_ids = config.rootfs.diff_ids;
     if diff_ids.len() != candidate.layers.len() {
         return Err(ArchiveError::LayerCount {
@@ -482,7 +504,7 @@ fn unpack_candidate_layers(store: &Store, candidate: &Candidate) -> Result<Vec<C
                 config: candidate.config_path.clone(),
                 index,
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         chains.push(chain);
     }
@@ -580,7 +602,10 @@ pub fn save(store: &Store, names: &[&str], writer: impl Write) -> Result<()> {
     };
     out.write_json(INDEX_JSON, &index)?;
     out.write_json(MANIFEST_JSON, &legacy)?;
-    out.write_json(OCI_LAYOUT, &serde_json::json!({"imageLayoutVersion": "1.0.0"}))?;
+    out.write_json(
+        OCI_LAYOUT,
+        &serde_json::json!({"imageLayoutVersion": "1.0.0"}),
+    )?;
     out.write_json(REPOSITORIES, &repositories)?;
     out.finish()
 }
@@ -878,7 +903,8 @@ mod tests {
     fn oci_archive(layers: &[Vec<u8>]) -> (Vec<u8>, Digest) {
         let config = config_json(layers, &["oci"]);
         let config_digest = Digest::sha256_of(&config);
-        let mut builder = LayerBuilder::new().file("oci-layout", b"{\"imageLayoutVersion\":\"1.0.0\"}");
+        let mut builder =
+            LayerBuilder::new().file("oci-layout", b"{\"imageLayoutVersion\":\"1.0.0\"}");
         let mut layer_descriptors = Vec::new();
         for layer in layers {
             let compressed = gzip(layer);
@@ -921,7 +947,9 @@ mod tests {
         let app = add_image(&source, &sample_layers(), &["app"]);
         let base = add_image(&source, &sample_layers()[..1], &["base"]);
         source.tag(&reference("app:1"), &app).expect("tag");
-        source.tag(&reference("registry.local:5000/app:2"), &app).expect("tag");
+        source
+            .tag(&reference("registry.local:5000/app:2"), &app)
+            .expect("tag");
         let mut archive = Vec::new();
         save(
             &source,
@@ -932,7 +960,10 @@ mod tests {
 
         let names = entry_names(&archive);
         for expected in ["manifest.json", "index.json", "oci-layout", "repositories"] {
-            assert!(names.iter().any(|name| name == expected), "{expected} in {names:?}");
+            assert!(
+                names.iter().any(|name| name == expected),
+                "{expected} in {names:?}"
+            );
         }
         for layer in sample_layers() {
             let path = blob_path(&Digest::sha256_of(&layer));
@@ -952,7 +983,9 @@ mod tests {
         assert_eq!(chains(&target, &app), chains(&source, &app));
         assert_eq!(chains(&target, &base), chains(&source, &base));
         assert_eq!(target.resolve("app:1").expect("tag").id, app);
-        let top = target.layer_dirs(&target.image(&app).expect("image")).expect("dirs");
+        let top = target
+            .layer_dirs(&target.image(&app).expect("image"))
+            .expect("dirs");
         assert!(top[0].join("opt/app/new").is_file());
     }
 
@@ -992,7 +1025,10 @@ mod tests {
         let (_dir, store) = store();
         let layers = [
             LayerBuilder::new().file("etc/a", b"a").build(),
-            LayerBuilder::new().file("etc/.wh.a", b"").file("etc/b", b"b").build(),
+            LayerBuilder::new()
+                .file("etc/.wh.a", b"")
+                .file("etc/b", b"b")
+                .build(),
         ];
         let (archive, config) = legacy_archive(&layers);
         let loaded = load(&store, &archive[..]).expect("load");
@@ -1002,7 +1038,10 @@ mod tests {
         let image = store.resolve("legacy:1").expect("tagged");
         let dirs = store.layer_dirs(&image).expect("dirs");
         assert_eq!(dirs.len(), 3);
-        assert!(dirs[0].join("etc/a").is_file(), "the top layer re-adds etc/a");
+        assert!(
+            dirs[0].join("etc/a").is_file(),
+            "the top layer re-adds etc/a"
+        );
     }
 
     #[test]
@@ -1013,10 +1052,19 @@ mod tests {
         let loaded = load(&store, &gzip(&archive)[..]).expect("load");
         assert_eq!(loaded.len(), 2, "one per index entry");
         assert!(loaded.iter().all(|image| image.id.digest() == &config));
-        assert_eq!(store.resolve("oci:1").expect("containerd name").id.digest(), &config);
-        assert!(store.resolve("example.com/team/oci:2").is_ok(), "full ref name");
+        assert_eq!(
+            store.resolve("oci:1").expect("containerd name").id.digest(),
+            &config
+        );
+        assert!(
+            store.resolve("example.com/team/oci:2").is_ok(),
+            "full ref name"
+        );
         let image = store.resolve("oci:1").expect("image");
-        assert!(image.manifest.is_some(), "the archive's manifest is recorded");
+        assert!(
+            image.manifest.is_some(),
+            "the archive's manifest is recorded"
+        );
 
         // Saving decompresses the gzip layers; loading that again changes nothing.
         let mut saved = Vec::new();
@@ -1047,10 +1095,18 @@ mod tests {
             let mut data = Vec::new();
             entry.read_to_end(&mut data).expect("read");
             if header.entry_type().is_symlink() {
-                let target = entry.link_name().expect("link").expect("target").into_owned();
-                builder.append_link(&mut header, &path, target).expect("append");
+                let target = entry
+                    .link_name()
+                    .expect("link")
+                    .expect("target")
+                    .into_owned();
+                builder
+                    .append_link(&mut header, &path, target)
+                    .expect("append");
             } else {
-                builder.append_data(&mut header, &path, &data[..]).expect("append");
+                builder
+                    .append_data(&mut header, &path, &data[..])
+                    .expect("append");
             }
         }
         let broken = builder.into_inner().expect("tar");
@@ -1072,7 +1128,8 @@ mod tests {
             .build();
         let err = load(&store, &archive[..]).unwrap_err();
         assert!(
-            err.to_string().starts_with(&format!("image archive entry {}", blob_path(&wrong))),
+            err.to_string()
+                .starts_with(&format!("image archive entry {}", blob_path(&wrong))),
             "{err}"
         );
         assert_store_empty(&store);
@@ -1098,11 +1155,14 @@ mod tests {
             .file("manifest.json", manifest.to_string().as_bytes())
             .build();
         let err = load(&store, &archive[..]).unwrap_err();
-        assert!(err.to_string().starts_with("layer 1 (two.tar) of image config config.json"), "{err}");
-        assert!(matches!(
-            err,
-            ArchiveError::Layer { source: StoreError::DiffIdMismatch { .. }, .. }
-        ));
+        assert!(
+            err.to_string()
+                .starts_with("layer 1 (two.tar) of image config config.json"),
+            "{err}"
+        );
+        assert!(
+            matches!(&err, ArchiveError::Layer { source, .. } if matches!(**source, StoreError::DiffIdMismatch { .. }))
+        );
         assert_store_empty(&store);
         assert!(store.has_blob(&config_digest), "blobs stay until pruned");
         store.prune(&[]).expect("prune");
@@ -1112,10 +1172,13 @@ mod tests {
     #[test]
     fn bad_json_is_named() {
         let (_dir, store) = store();
-        let archive = LayerBuilder::new().file("manifest.json", b"[{\"Config\":").build();
+        let archive = LayerBuilder::new()
+            .file("manifest.json", b"[{\"Config\":")
+            .build();
         let err = load(&store, &archive[..]).unwrap_err();
         assert!(
-            err.to_string().starts_with("image archive file manifest.json is not valid manifest.json"),
+            err.to_string()
+                .starts_with("image archive file manifest.json is not valid manifest.json"),
             "{err}"
         );
         assert_store_empty(&store);
@@ -1160,7 +1223,10 @@ mod tests {
         assert_eq!(clean_path("./a//b/./c").as_deref(), Some("a/b/c"));
         assert_eq!(clean_path("/"), None);
         assert_eq!(clean_path("../x"), None);
-        assert_eq!(join_relative("ccc/layer.tar", "../aaa/layer.tar").as_deref(), Some("aaa/layer.tar"));
+        assert_eq!(
+            join_relative("ccc/layer.tar", "../aaa/layer.tar").as_deref(),
+            Some("aaa/layer.tar")
+        );
         assert_eq!(join_relative("a/l", "/abs").as_deref(), Some("abs"));
     }
 }

@@ -134,7 +134,9 @@ impl Change {
             known if BUILD_ONLY.contains(&known) => Err(fail(format!(
                 "{known} is not a valid change command (allowed: {ALLOWED})"
             ))),
-            other => Err(fail(format!("unknown instruction {other} (allowed: {ALLOWED})"))),
+            other => Err(fail(format!(
+                "unknown instruction {other} (allowed: {ALLOWED})"
+            ))),
         }
     }
 
@@ -210,7 +212,7 @@ fn key_values(rest: &str) -> Result<Vec<(String, String)>, String> {
     words
         .into_iter()
         .map(|word| match word.split_once('=') {
-            Some((key, _)) if key.is_empty() => Err(format!("{word:?} has an empty name")),
+            Some(("", _)) => Err(format!("{word:?} has an empty name")),
             Some((key, value)) => Ok((key.to_owned(), value.to_owned())),
             None => Err(format!("{word:?} is not of the form KEY=VALUE")),
         })
@@ -224,7 +226,9 @@ fn exposed_ports(rest: &str) -> Result<Vec<String>, String> {
         let (range, protocol) = word.split_once('/').unwrap_or((&word, "tcp"));
         let protocol = protocol.to_ascii_lowercase();
         if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-            return Err(format!("invalid protocol {protocol:?} in port {word:?} (use tcp, udp or sctp)"));
+            return Err(format!(
+                "invalid protocol {protocol:?} in port {word:?} (use tcp, udp or sctp)"
+            ));
         }
         let (low, high) = range.split_once('-').unwrap_or((range, range));
         let (low, high) = (port_number(low, &word)?, port_number(high, &word)?);
@@ -239,7 +243,9 @@ fn exposed_ports(rest: &str) -> Result<Vec<String>, String> {
 fn port_number(text: &str, word: &str) -> Result<u16, String> {
     match text.parse::<u16>() {
         Ok(port) if port > 0 => Ok(port),
-        _ => Err(format!("invalid port {word:?}: ports are numbers from 1 to 65535")),
+        _ => Err(format!(
+            "invalid port {word:?}: ports are numbers from 1 to 65535"
+        )),
     }
 }
 
@@ -397,4 +403,181 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::reference::Digest;
+    use crate::image::store::test_support::{gzip, LayerBuilder};
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open store");
+        (dir, store)
+    }
+
+    fn rootfs() -> Vec<u8> {
+        LayerBuilder::new()
+            .dir("bin")
+            .file("bin/hello", b"#!/bin/sh\necho hello\n")
+            .dir("etc")
+            .file("etc/hostname", b"imported\n")
+            .build()
+    }
+
+    fn changes(list: &[&str]) -> Vec<String> {
+        list.iter().map(|change| (*change).to_owned()).collect()
+    }
+
+    fn container_config(store: &Store, id: &ImageId) -> Value {
+        let bytes = store.read_small_blob(id.digest()).expect("config blob");
+        let config: Value = serde_json::from_slice(&bytes).expect("json");
+        config["config"].clone()
+    }
+
+    #[test]
+    fn plain_gzip_and_zstd_tarballs_become_one_layer_images() {
+        let (_dir, store) = store();
+        let tar = rootfs();
+        let zstd = zstd::encode_all(&tar[..], 3).expect("zstd");
+        for (name, bytes) in [("plain", tar.clone()), ("gzip", gzip(&tar)), ("zstd", zstd)] {
+            let reference = Reference::parse(&format!("imported:{name}")).expect("ref");
+            let id = import(&store, &bytes[..], Some(&reference), &[]).expect("import");
+            let image = store.resolve(&format!("imported:{name}")).expect("tagged");
+            assert_eq!(image.id, id);
+            assert_eq!(image.layers.len(), 1);
+            let dirs = store.layer_dirs(&image).expect("dirs");
+            assert!(dirs[0].join("bin/hello").is_file(), "{name}");
+            let config = store.config(&image).expect("config");
+            assert_eq!(config.os().to_string(), "linux");
+            assert_eq!(config.architecture().to_string(), host_architecture());
+            assert_eq!(
+                config.rootfs().diff_ids(),
+                &[Digest::sha256_of(&tar).to_string()]
+            );
+            assert!(config
+                .created()
+                .as_deref()
+                .is_some_and(|t| t.ends_with('Z')));
+        }
+    }
+
+    #[test]
+    fn changes_shape_the_config_like_docker_import() {
+        let (_dir, store) = store();
+        let list = changes(&[
+            r#"CMD ["/bin/hello", "--loud"]"#,
+            "ENTRYPOINT /bin/sh -c 'exec \"$0\"'",
+            "ENV PATH=/usr/bin:/bin GREETING=\"hello world\"",
+            "env LEGACY some value",
+            "ENV GREETING=hi",
+            "EXPOSE 80 53/udp 8000-8002",
+            r#"LABEL org.example.title="My app" version=1"#,
+            "USER nobody",
+            "WORKDIR /srv",
+            "WORKDIR app/../data",
+            r#"VOLUME ["/var/lib/data"]"#,
+            "VOLUME /cache /logs",
+            "STOPSIGNAL SIGINT",
+        ]);
+        let id = import(&store, &rootfs()[..], None, &list).expect("import");
+        let config = container_config(&store, &id);
+        assert_eq!(config["Cmd"], json!(["/bin/hello", "--loud"]));
+        assert_eq!(
+            config["Entrypoint"],
+            json!(["/bin/sh", "-c", "/bin/sh -c 'exec \"$0\"'"])
+        );
+        assert_eq!(
+            config["Env"],
+            json!(["PATH=/usr/bin:/bin", "GREETING=hi", "LEGACY=some value"])
+        );
+        let ports: Vec<&String> = config["ExposedPorts"]
+            .as_object()
+            .expect("ports")
+            .keys()
+            .collect();
+        for port in ["80/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp"] {
+            assert!(ports.iter().any(|p| *p == port), "{port} in {ports:?}");
+        }
+        assert_eq!(config["Labels"]["org.example.title"], json!("My app"));
+        assert_eq!(config["Labels"]["version"], json!("1"));
+        assert_eq!(config["User"], json!("nobody"));
+        assert_eq!(config["WorkingDir"], json!("/srv/data"));
+        let volumes = config["Volumes"].as_object().expect("volumes");
+        assert_eq!(volumes.len(), 3);
+        assert_eq!(config["StopSignal"], json!("SIGINT"));
+        // The typed view agrees.
+        let image = store.image(&id).expect("image");
+        let typed = store.config(&image).expect("config");
+        let typed = typed.config().clone().expect("container config");
+        assert_eq!(typed.user().as_deref(), Some("nobody"));
+    }
+
+    #[test]
+    fn unknown_and_build_only_instructions_are_refused_before_storing() {
+        let (_dir, store) = store();
+        let err = import(&store, &rootfs()[..], None, &changes(&["FROB x"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid --change \"FROB x\": unknown instruction FROB (allowed: {ALLOWED})")
+        );
+        let err = import(&store, &rootfs()[..], None, &changes(&["RUN make"])).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("RUN is not a valid change command"),
+            "{err}"
+        );
+        assert!(store.list().expect("list").is_empty());
+    }
+
+    #[test]
+    fn malformed_arguments_are_explained() {
+        let cases = [
+            ("CMD", "CMD needs an argument"),
+            ("EXPOSE 70000", "ports are numbers from 1 to 65535"),
+            ("EXPOSE 80/quic", "invalid protocol"),
+            ("EXPOSE 90-80", "start is above end"),
+            ("ENV A=1 B", "is not of the form KEY=VALUE"),
+            ("ENV ONLYKEY", "needs a value"),
+            ("LABEL a=\"open", "unterminated \" quote"),
+            ("USER a b", "USER takes exactly one argument"),
+            ("STOPSIGNAL sig%", "invalid signal"),
+        ];
+        for (change, expected) in cases {
+            let err = Change::parse(change).unwrap_err();
+            assert!(err.to_string().contains(expected), "{change}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_tarball_that_is_not_a_tar_is_an_error_and_tags_nothing() {
+        let (_dir, store) = store();
+        let reference = Reference::parse("broken").expect("ref");
+        let err = import(
+            &store,
+            &b"this is not a tarball at all"[..],
+            Some(&reference),
+            &[],
+        );
+        assert!(err.is_err());
+        assert!(store.tags().expect("tags").is_empty());
+    }
+
+    #[test]
+    fn words_split_with_quotes_and_escapes() {
+        assert_eq!(
+            split_words(r#"a "b c" 'd e' f\ g k="v w""#).expect("split"),
+            ["a", "b c", "d e", "f g", "k=v w"]
+        );
+    }
+
+    #[test]
+    fn timestamps_format_as_rfc3339() {
+        assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            format_rfc3339(1_709_210_096, 5),
+            "2024-02-29T12:34:56.000000005Z"
+        );
+    }
 }

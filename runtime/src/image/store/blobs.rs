@@ -7,9 +7,7 @@ use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 
-use super::{
-    io_err, sha256_digest, Result, Store, StoreError, MAX_JSON_BYTES, TEMP_PREFIX,
-};
+use super::{io_err, sha256_digest, Result, Store, StoreError, MAX_JSON_BYTES, TEMP_PREFIX};
 use crate::image::reference::{Algorithm, Digest};
 
 /// A reader that hashes (sha256) and counts every byte read through it.
@@ -202,7 +200,9 @@ mod tests {
             err.to_string(),
             format!("blob {missing} is not in the image store")
         );
-        let sha512: Digest = format!("sha512:{}", "a".repeat(128)).parse().expect("digest");
+        let sha512: Digest = format!("sha512:{}", "a".repeat(128))
+            .parse()
+            .expect("digest");
         assert!(matches!(
             store.put_blob(&b"x"[..], Some(&sha512)),
             Err(StoreError::UnsupportedDigest(_))

@@ -354,7 +354,10 @@ mod tests {
         let (_dir, store) = store();
         let layers = sample_layers();
         let id = add_image(&store, &layers, &["/bin/app"]);
-        assert_eq!(id.digest(), &Digest::sha256_of(&config_json(&layers, &["/bin/app"])));
+        assert_eq!(
+            id.digest(),
+            &Digest::sha256_of(&config_json(&layers, &["/bin/app"]))
+        );
         let image = store.image(&id).expect("image");
         assert_eq!(image.layers.len(), 3);
         assert_eq!(image.created.as_deref(), Some("2024-01-02T03:04:05Z"));
@@ -384,7 +387,17 @@ mod tests {
             .put_blob_bytes(&config_json(&layers[..2], &[]))
             .expect("config");
         let err = store.add_image(&other, None, &chains).unwrap_err();
-        assert!(matches!(err, StoreError::LayerCount { expected: 2, given: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                StoreError::LayerCount {
+                    expected: 2,
+                    given: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let swapped = [chains[1].clone(), chains[0].clone()];
         let err = store.add_image(&other, None, &swapped).unwrap_err();
         assert!(matches!(err, StoreError::DiffIdMismatch { .. }), "{err}");
@@ -399,7 +412,10 @@ mod tests {
         let id = add_image(&store, &sample_layers(), &["a"]);
         store.tag(&reference("app:1"), &id).expect("tag");
         assert_eq!(store.resolve("app:1").expect("by tag").id, id);
-        assert_eq!(store.resolve("docker.io/library/app:1").expect("full").id, id);
+        assert_eq!(
+            store.resolve("docker.io/library/app:1").expect("full").id,
+            id
+        );
         assert_eq!(store.resolve(&id.to_string()).expect("by id").id, id);
         assert_eq!(store.resolve(id.short()).expect("by prefix").id, id);
         let err = store.resolve("app:2").unwrap_err();
@@ -430,7 +446,9 @@ mod tests {
         let (_dir, store) = store();
         let id = add_image(&store, &sample_layers(), &[]);
         store.tag(&reference("app:1"), &id).expect("tag");
-        store.tag(&reference("registry.local/app:2"), &id).expect("tag");
+        store
+            .tag(&reference("registry.local/app:2"), &id)
+            .expect("tag");
         let list = store.list().expect("list");
         assert_eq!(list.len(), 1);
         let familiar: Vec<String> = list[0].tags.iter().map(Reference::familiar).collect();
@@ -451,7 +469,10 @@ mod tests {
         assert_eq!(report.deleted, None);
         let report = store.remove("app:2", false).expect("untag");
         assert_eq!(report.deleted, Some(id.clone()));
-        assert!(matches!(store.image(&id), Err(StoreError::ImageNotFound(_))));
+        assert!(matches!(
+            store.image(&id),
+            Err(StoreError::ImageNotFound(_))
+        ));
     }
 
     #[test]

@@ -162,12 +162,14 @@ pub(crate) fn decompress<'r>(
     Ok(match unpack::detect(&head) {
         Compression::None => Box::new(whole),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(whole)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(whole).map_err(
-            |source| unpack::UnpackError::Stream {
-                after: String::new(),
-                source,
-            },
-        )?),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(whole).map_err(|source| {
+                unpack::UnpackError::Stream {
+                    after: String::new(),
+                    source,
+                }
+            })?)
+        }
     })
 }
 
@@ -237,7 +239,9 @@ mod tests {
         let err = store.ensure_layer(&blob, &claimed, None).unwrap_err();
         assert!(matches!(err, StoreError::DiffIdMismatch { .. }), "{err}");
         assert!(!store.has_layer(&chain_id(None, &claimed)));
-        let entries = fs::read_dir(dir.path().join("layers")).expect("list").count();
+        let entries = fs::read_dir(dir.path().join("layers"))
+            .expect("list")
+            .count();
         assert_eq!(entries, 0, "the temp directory is removed");
     }
 

@@ -104,7 +104,9 @@ pub enum StoreError {
     },
     #[error("No such image: {0}")]
     ImageNotFound(String),
-    #[error("image ID prefix {prefix} is ambiguous: it matches {matches} images, give more digits")]
+    #[error(
+        "image ID prefix {prefix} is ambiguous: it matches {matches} images, give more digits"
+    )]
     AmbiguousId { prefix: String, matches: usize },
     #[error("unable to delete {image} (must be forced) - image is referenced in multiple repositories: {tags}")]
     Conflict { image: String, tags: String },

@@ -9,8 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::{
-    io_err, is_temp_name, sync_dir, ChainId, Image, ImageId, Result, Store, StoreError,
-    TEMP_PREFIX,
+    io_err, is_temp_name, sync_dir, ChainId, Image, ImageId, Result, Store, StoreError, TEMP_PREFIX,
 };
 use crate::image::reference::Digest;
 
@@ -229,9 +228,13 @@ mod tests {
             .expect("tag");
         let stray = store.put_blob_bytes(b"stray").expect("blob");
 
-        let report = store.prune(&[kept.clone()]).expect("prune");
-        assert_eq!(report.images, [dangling.clone()]);
-        assert_eq!(report.layers.len(), 1, "only the dangling image's own layer");
+        let report = store.prune(std::slice::from_ref(&kept)).expect("prune");
+        assert_eq!(report.images, std::slice::from_ref(&dangling));
+        assert_eq!(
+            report.layers.len(),
+            1,
+            "only the dangling image's own layer"
+        );
         assert!(report.blobs.contains(&stray));
         assert!(report.blobs.contains(dangling.digest()));
         assert!(report.reclaimed_bytes > 0);

@@ -55,9 +55,7 @@ impl LayerBuilder {
     }
 
     pub(crate) fn build(self) -> Vec<u8> {
-        self.builder
-            .into_inner()
-            .expect("finish in-memory tar")
+        self.builder.into_inner().expect("finish in-memory tar")
     }
 }
 
