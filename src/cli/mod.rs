@@ -4,6 +4,7 @@
 //! their typed errors and this layer only adds context and picks the exit code.
 
 mod config;
+mod image;
 mod version;
 
 use std::path::PathBuf;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Parse, resolve and render the Compose file in canonical format
     #[command(alias = "convert")]
     Config(config::ConfigArgs),
+    /// Manage the embedded engine's images
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Show the rcompose version information
     Version(version::VersionArgs),
 }
@@ -103,6 +107,7 @@ pub fn run() -> u8 {
     apply_ansi(cli.global.ansi);
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.global, args),
+        Command::Image(command) => image::run(&cli.global, command),
         Command::Version(args) => version::run(args),
     };
     match result {
@@ -159,5 +164,17 @@ impl GlobalOptions {
             &process_env,
             &working_dir,
         )?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks flag clashes (a subcommand's `-f` against the global `--file`) only when
+    /// a command is parsed; check them all here instead of at a user's first try.
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }
