@@ -42,19 +42,40 @@ pub enum CanonicalError {
         found: String,
         expected: &'static str,
     },
+    #[error(
+        "{path}: the ports of this file expand to more than {limit} port mappings; \
+         publish smaller port ranges"
+    )]
+    TooManyPorts { path: String, limit: usize },
 }
 
 type Result<T> = std::result::Result<T, CanonicalError>;
 
-/// Rewrites `doc` (one Compose file) into long syntax in place.
+/// The most port mappings the `ports` of one file may expand to. A range such as
+/// `1-65535:1-65535` becomes one mapping per port, so a few bytes (or one alias reused by
+/// many services) could otherwise ask for millions of mappings; every TCP and UDP port
+/// published once still fits.
+pub const MAX_PORT_MAPPINGS: usize = 2 * 65_536;
+
+/// Rewrites `doc` (one Compose document) into long syntax in place, with a port budget
+/// of its own.
 pub fn canonicalize(doc: &mut Value) -> Result<()> {
+    canonicalize_with(doc, &mut PortBudget::default())
+}
+
+/// Rewrites `doc` into long syntax, taking its port mappings from `port_budget`; the
+/// documents of one file should share one budget so that splitting a file into many
+/// documents does not multiply what it may expand to.
+pub fn canonicalize_with(doc: &mut Value, port_budget: &mut PortBudget) -> Result<()> {
     let Some(top) = untagged(doc).as_mapping_mut() else {
         return Ok(());
     };
     for (key, value) in top.iter_mut() {
         let Some(key) = key.as_str() else { continue };
         match key {
-            "services" => for_each_entry(value, "services", canonicalize_service)?,
+            "services" => for_each_entry(value, "services", |service, path| {
+                canonicalize_service(service, path, port_budget)
+            })?,
             "networks" | "volumes" | "secrets" | "configs" => {
                 for_each_entry(value, key, canonicalize_resource)?
             }
@@ -181,14 +202,18 @@ fn canonicalize_include(value: &mut Value) -> Result<()> {
 // ---------------------------------------------------------------------------
 // Services
 
-fn canonicalize_service(value: &mut Value, path: &str) -> Result<()> {
+fn canonicalize_service(value: &mut Value, path: &str, ports: &mut PortBudget) -> Result<()> {
     let Some(service) = untagged(value).as_mapping_mut() else {
         return Ok(());
     };
     for (key, value) in service.iter_mut() {
         let Some(key) = key.as_str() else { continue };
         let at = format!("{path}.{key}");
-        canonicalize_service_key(key, value, &at)?;
+        if key == "ports" {
+            canonicalize_ports(value, &at, ports)?;
+        } else {
+            canonicalize_service_key(key, value, &at)?;
+        }
     }
     Ok(())
 }
@@ -222,7 +247,6 @@ fn canonicalize_service_key(key: &str, value: &mut Value, path: &str) -> Result<
             list_to_null_mapping(value);
             Ok(())
         }
-        "ports" => canonicalize_ports(value, path),
         "volumes" => for_each_item(value, path, volume_mount),
         "deploy" => canonicalize_deploy(value, path),
         "develop" => canonicalize_develop(value, path),
@@ -583,8 +607,40 @@ fn numbers_to_strings(value: &mut Value) {
 // ---------------------------------------------------------------------------
 // Ports
 
+/// How many more port mappings may be expanded from short port entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortBudget {
+    left: usize,
+    limit: usize,
+}
+
+impl Default for PortBudget {
+    /// A budget of [`MAX_PORT_MAPPINGS`].
+    fn default() -> Self {
+        PortBudget::new(MAX_PORT_MAPPINGS)
+    }
+}
+
+impl PortBudget {
+    pub fn new(limit: usize) -> Self {
+        PortBudget { left: limit, limit }
+    }
+
+    /// Takes `count` mappings for the entry at `path`, before they are built.
+    fn take(&mut self, count: usize, path: &str) -> Result<()> {
+        self.left = self
+            .left
+            .checked_sub(count)
+            .ok_or_else(|| CanonicalError::TooManyPorts {
+                path: path.to_owned(),
+                limit: self.limit,
+            })?;
+        Ok(())
+    }
+}
+
 /// Expands each port entry; one short entry with a range yields one entry per port.
-fn canonicalize_ports(value: &mut Value, path: &str) -> Result<()> {
+fn canonicalize_ports(value: &mut Value, path: &str, budget: &mut PortBudget) -> Result<()> {
     let inner = untagged(value);
     if inner.is_null() {
         return Ok(());
@@ -596,21 +652,26 @@ fn canonicalize_ports(value: &mut Value, path: &str) -> Result<()> {
     for (index, item) in items.drain(..).enumerate() {
         let at = format!("{path}.{index}");
         match item {
-            Value::Number(n) => expanded.push(mapping_of([
-                ("mode", Value::from("ingress")),
-                ("target", Value::Number(n)),
-                ("protocol", Value::from("tcp")),
-            ])),
+            Value::Number(n) => {
+                budget.take(1, &at)?;
+                expanded.push(mapping_of([
+                    ("mode", Value::from("ingress")),
+                    ("target", Value::Number(n)),
+                    ("protocol", Value::from("tcp")),
+                ]));
+            }
             Value::String(spec) => {
-                let ports =
-                    parse_port_spec(&spec).map_err(|reason| CanonicalError::InvalidPort {
+                let parsed =
+                    PortSpec::parse(&spec).map_err(|reason| CanonicalError::InvalidPort {
                         path: at.clone(),
                         spec: spec.clone(),
                         reason,
                     })?;
-                expanded.extend(ports.into_iter().map(PortMapping::into_value));
+                budget.take(parsed.len(), &at)?;
+                expanded.extend(parsed.expand().into_iter().map(PortMapping::into_value));
             }
             Value::Mapping(mut map) => {
+                budget.take(1, &at)?;
                 set_default(&mut map, "mode", Value::from("ingress"));
                 set_default(&mut map, "protocol", Value::from("tcp"));
                 expanded.push(Value::Mapping(map));
@@ -653,50 +714,79 @@ impl PortMapping {
     }
 }
 
-/// Parses `[ip:][host[-host]:]container[-container][/proto]` the way Docker does.
-fn parse_port_spec(spec: &str) -> std::result::Result<Vec<PortMapping>, String> {
-    let (ip, host, container) = split_port_parts(spec);
-    let (container, protocol) = match container.split_once('/') {
-        Some((port, proto)) => (port, proto.to_ascii_lowercase()),
-        None => (container, "tcp".to_owned()),
-    };
-    let ip = ip
-        .strip_prefix('[')
-        .and_then(|i| i.strip_suffix(']'))
-        .unwrap_or(ip);
-    if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
-        return Err(format!("invalid IP address: {ip}"));
-    }
-    if container.is_empty() {
-        return Err("no port specified".to_owned());
-    }
-    let (start, end) = parse_port_range(container)
-        .map_err(|e| format!("invalid containerPort: {container}: {e}"))?;
-    let host_range = match host {
-        "" => None,
-        h => Some(parse_port_range(h).map_err(|e| format!("invalid hostPort: {h}: {e}"))?),
-    };
-    if let Some((host_start, host_end)) = host_range {
-        if end - start != host_end - host_start && end != start {
-            return Err(format!(
-                "invalid ranges specified for container and host Ports: {container} and {host}"
-            ));
+/// A parsed short port entry, before its ranges are expanded.
+#[derive(Debug, Clone, PartialEq)]
+struct PortSpec {
+    host_ip: String,
+    host: Option<(u16, u16)>,
+    container: (u16, u16),
+    protocol: String,
+}
+
+impl PortSpec {
+    /// Parses `[ip:][host[-host]:]container[-container][/proto]` the way Docker does.
+    fn parse(spec: &str) -> std::result::Result<Self, String> {
+        let (ip, host, container) = split_port_parts(spec);
+        let (container, protocol) = match container.split_once('/') {
+            Some((port, proto)) => (port, proto.to_ascii_lowercase()),
+            None => (container, "tcp".to_owned()),
+        };
+        let ip = ip
+            .strip_prefix('[')
+            .and_then(|i| i.strip_suffix(']'))
+            .unwrap_or(ip);
+        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(format!("invalid IP address: {ip}"));
         }
-    }
-    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {protocol}"));
-    }
-    let mut ports: Vec<PortMapping> = (start..=end)
-        .map(|target| PortMapping {
+        if container.is_empty() {
+            return Err("no port specified".to_owned());
+        }
+        let (start, end) = parse_port_range(container)
+            .map_err(|e| format!("invalid containerPort: {container}: {e}"))?;
+        let host_range = match host {
+            "" => None,
+            h => Some(parse_port_range(h).map_err(|e| format!("invalid hostPort: {h}: {e}"))?),
+        };
+        if let Some((host_start, host_end)) = host_range {
+            if end - start != host_end - host_start && end != start {
+                return Err(format!(
+                    "invalid ranges specified for container and host Ports: {container} and {host}"
+                ));
+            }
+        }
+        if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+            return Err(format!("invalid proto: {protocol}"));
+        }
+        Ok(PortSpec {
             host_ip: ip.to_owned(),
-            target,
-            published: published_for(target - start, start == end, host_range),
-            protocol: protocol.clone(),
+            host: host_range,
+            container: (start, end),
+            protocol,
         })
-        .collect();
-    // Docker keys ports by their "port/proto" text; Compose emits them in that order.
-    ports.sort_by_key(|p| format!("{}/{}", p.target, p.protocol));
-    Ok(ports)
+    }
+
+    /// How many mappings [`PortSpec::expand`] yields: one per container port.
+    fn len(&self) -> usize {
+        let (start, end) = self.container;
+        usize::from(end - start) + 1
+    }
+
+    /// One mapping per container port, in Docker's order.
+    fn expand(self) -> Vec<PortMapping> {
+        let (start, end) = self.container;
+        let mut ports: Vec<PortMapping> = (start..=end)
+            .map(|target| PortMapping {
+                host_ip: self.host_ip.clone(),
+                target,
+                published: published_for(target - start, start == end, self.host),
+                protocol: self.protocol.clone(),
+            })
+            .collect();
+        // Docker keys ports by their "port/proto" text and Compose emits them in that
+        // order; the protocol is the same for all, so the port's text decides.
+        ports.sort_by_cached_key(|p| p.target.to_string());
+        ports
+    }
 }
 
 /// The host side for the `offset`-th container port: the matching host port, or the
@@ -1046,6 +1136,38 @@ mod tests {
             .map(|s| s.iter().filter_map(|p| p["target"].as_u64()).collect())
             .unwrap_or_default();
         assert_eq!(targets, [100, 101, 98, 99]);
+    }
+
+    #[test]
+    fn port_ranges_are_capped_per_document() {
+        // Every TCP and every UDP port may be published once...
+        let all = service("ports: ['1-65535:1-65535', '1-65535:1-65535/udp', 80]");
+        assert_eq!(all["ports"].as_sequence().map(Vec::len), Some(2 * 65_535 + 1));
+        // ...but a file cannot ask for more, whether in one service or spread by aliases.
+        assert_eq!(
+            service_err("ports: ['1-65535:1-65535', '1-65535/udp', '1-65535/sctp']"),
+            "services.web.ports.2: the ports of this file expand to more than 131072 port \
+             mappings; publish smaller port ranges"
+        );
+        let mut doc = yaml(
+            "x-p: &p ['1-65535:1-65535/udp']\nservices: {a: {ports: *p}, b: {ports: *p}, c: {ports: *p}}",
+        );
+        let err = canonicalize(&mut doc).expect_err("three full ranges are too many");
+        assert!(err.to_string().starts_with("services.c.ports.0: the ports of this file"));
+    }
+
+    #[test]
+    fn documents_of_one_file_share_the_port_budget() {
+        let mut budget = PortBudget::new(10);
+        let mut first = yaml("services: {web: {ports: ['8000-8007:80-87']}}");
+        canonicalize_with(&mut first, &mut budget).expect("8 mappings fit in 10");
+        let mut second = yaml("services: {web: {ports: [90, '91-92']}}");
+        let err = canonicalize_with(&mut second, &mut budget).expect_err("11 do not");
+        assert_eq!(
+            err.to_string(),
+            "services.web.ports.1: the ports of this file expand to more than 10 port \
+             mappings; publish smaller port ranges"
+        );
     }
 
     #[test]
