@@ -57,6 +57,26 @@ pub enum ExtendsError {
     /// Services extend each other in a loop.
     #[error("{file}: extends cycle: {chain}")]
     Cycle { file: PathBuf, chain: String },
+    /// The chain of bases is longer than [`MAX_EXTENDS_DEPTH`].
+    #[error(
+        "{file}: `services.{service}.extends` starts a chain of more than {limit} services; \
+         extend fewer levels"
+    )]
+    TooDeep {
+        file: PathBuf,
+        service: String,
+        limit: usize,
+    },
+    /// The copies of base services add up to more than [`MAX_EXTENDED_NODES`] values.
+    #[error(
+        "{file}: extending `services.{service}` brings what `extends` copies from base \
+         services to more than {limit} values; extend smaller services or fewer times"
+    )]
+    TooLarge {
+        file: PathBuf,
+        service: String,
+        limit: usize,
+    },
     /// The service cannot be merged over its base.
     #[error("{file}: cannot extend `services.{service}`: {source}")]
     Merge {
@@ -67,12 +87,32 @@ pub enum ExtendsError {
     },
 }
 
+/// The longest chain of bases one service may have. Real chains are a few levels; the
+/// limit keeps a generated chain from exhausting the stack (each level takes a few
+/// kilobytes of it in debug builds, whose test threads have 2 MiB).
+pub const MAX_EXTENDS_DEPTH: usize = 64;
+
+/// The most values (YAML nodes) the resolved services of one file may hold in total.
+/// Every extending service gets a full copy of its base, so without a bound a base
+/// inflated by aliases and extended many times would grow without limit.
+pub const MAX_EXTENDED_NODES: usize = 2_000_000;
+
 /// Resolves `extends` for every service of `doc`, the canonical document read from `file`
 /// (absolute). `load` returns the parsed, interpolated, canonical document of another file.
 pub fn resolve_extends(
     doc: &mut Value,
     file: &Path,
     load: &mut dyn FnMut(&Path) -> Result<Value, String>,
+) -> Result<(), ExtendsError> {
+    resolve_within(doc, file, load, MAX_EXTENDED_NODES)
+}
+
+/// [`resolve_extends`] with an allowance of `node_allowance` copied values.
+fn resolve_within(
+    doc: &mut Value,
+    file: &Path,
+    load: &mut dyn FnMut(&Path) -> Result<Value, String>,
+    node_allowance: usize,
 ) -> Result<(), ExtendsError> {
     let Some(services) = services_of(doc, file)? else {
         return Ok(());
@@ -85,6 +125,8 @@ pub fn resolve_extends(
         load,
         chain: Vec::new(),
         root: identity(file),
+        nodes_left: node_allowance,
+        node_allowance,
     };
     for name in names {
         resolver.resolve(services, &name, file)?;
@@ -107,6 +149,9 @@ struct Resolver<'a> {
     chain: Vec<ChainLink>,
     /// The identity of the file `resolve_extends` was called for.
     root: PathBuf,
+    /// How many more values extended services may hold, out of `node_allowance`.
+    nodes_left: usize,
+    node_allowance: usize,
 }
 
 impl Resolver<'_> {
@@ -137,10 +182,32 @@ impl Resolver<'_> {
         if let Some(start) = self.chain.iter().position(|l| *l == link) {
             return Err(self.cycle_error(start, &link));
         }
+        if self.chain.len() >= MAX_EXTENDS_DEPTH {
+            return Err(ExtendsError::TooDeep {
+                file: file.to_path_buf(),
+                service: self.chain.first().map_or(name, |(_, n)| n).to_string(),
+                limit: MAX_EXTENDS_DEPTH,
+            });
+        }
         self.chain.push(link);
         let merged = self.extend(services, name, service, &base_ref, file);
         self.chain.pop();
-        services.insert(Value::from(name), merged?);
+        let merged = merged?;
+        self.charge(&merged, name, file)?;
+        services.insert(Value::from(name), merged);
+        Ok(())
+    }
+
+    /// Takes the values of a newly extended service from the file's allowance.
+    fn charge(&mut self, service: &Value, name: &str, file: &Path) -> Result<(), ExtendsError> {
+        let used = count_nodes(service, self.nodes_left);
+        self.nodes_left = used
+            .map(|used| self.nodes_left - used)
+            .ok_or_else(|| ExtendsError::TooLarge {
+                file: file.to_path_buf(),
+                service: name.to_string(),
+                limit: self.node_allowance,
+            })?;
         Ok(())
     }
 
@@ -226,6 +293,29 @@ impl Resolver<'_> {
             format!("{name} ({})", file.display())
         }
     }
+}
+
+/// The number of nodes in `value`, or `None` as soon as it exceeds `limit` (so that an
+/// oversized value is not walked to the end).
+fn count_nodes(value: &Value, limit: usize) -> Option<usize> {
+    let mut count = 0usize;
+    let mut pending = vec![value];
+    while let Some(node) = pending.pop() {
+        count += 1;
+        if count > limit {
+            return None;
+        }
+        match node {
+            Value::Sequence(items) => pending.extend(items),
+            Value::Mapping(map) => map.iter().for_each(|(key, item)| {
+                pending.push(key);
+                pending.push(item);
+            }),
+            Value::Tagged(tagged) => pending.push(&tagged.value),
+            _ => {}
+        }
+    }
+    Some(count)
 }
 
 /// The `services` mapping of a document, if it has one.
@@ -654,6 +744,53 @@ services:
         )
         .unwrap();
         assert_eq!(service(&doc, "web"), y("{image: a}"));
+    }
+
+    #[test]
+    fn overlong_chains_are_rejected_before_the_stack_runs_out() {
+        // Declared top down, so that resolving the first service walks the whole chain.
+        let chain = |top: usize| {
+            let mut text = String::from("services:\n");
+            for i in (1..=top).rev() {
+                text.push_str(&format!("  s{i}: {{extends: s{}}}\n", i - 1));
+            }
+            text + "  s0: {image: a}\n"
+        };
+        let top = MAX_EXTENDS_DEPTH + 1;
+        let err = resolve(&chain(top), "/p/compose.yaml", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "/p/compose.yaml: `services.s{top}.extends` starts a chain of more than \
+                 {MAX_EXTENDS_DEPTH} services; extend fewer levels"
+            )
+        );
+        assert!(resolve(&chain(MAX_EXTENDS_DEPTH), "/p/compose.yaml", &[]).is_ok());
+    }
+
+    #[test]
+    fn copies_of_large_bases_are_bounded() {
+        let text = "services:\n  base: {image: a, labels: {a: '1', b: '2'}}\n  \
+                    one: {extends: base}\n  two: {extends: base}\n";
+        // Each extended service holds 9 nodes: the mapping, two keys with values, and
+        // `labels` with its two entries.
+        for (allowance, fits) in [(18, true), (17, false)] {
+            let mut doc = y(text);
+            let outcome =
+                resolve_within(&mut doc, Path::new("/p/compose.yaml"), &mut loader(&[]), allowance);
+            match outcome {
+                Ok(()) => assert!(fits, "{allowance} should be too small"),
+                Err(err) => {
+                    assert!(!fits, "{allowance} should fit: {err}");
+                    assert_eq!(
+                        err.to_string(),
+                        "/p/compose.yaml: extending `services.two` brings what `extends` \
+                         copies from base services to more than 17 values; extend smaller \
+                         services or fewer times"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
