@@ -1142,7 +1142,10 @@ mod tests {
     fn port_ranges_are_capped_per_document() {
         // Every TCP and every UDP port may be published once...
         let all = service("ports: ['1-65535:1-65535', '1-65535:1-65535/udp', 80]");
-        assert_eq!(all["ports"].as_sequence().map(Vec::len), Some(2 * 65_535 + 1));
+        assert_eq!(
+            all["ports"].as_sequence().map(Vec::len),
+            Some(2 * 65_535 + 1)
+        );
         // ...but a file cannot ask for more, whether in one service or spread by aliases.
         assert_eq!(
             service_err("ports: ['1-65535:1-65535', '1-65535/udp', '1-65535/sctp']"),
@@ -1153,7 +1156,9 @@ mod tests {
             "x-p: &p ['1-65535:1-65535/udp']\nservices: {a: {ports: *p}, b: {ports: *p}, c: {ports: *p}}",
         );
         let err = canonicalize(&mut doc).expect_err("three full ranges are too many");
-        assert!(err.to_string().starts_with("services.c.ports.0: the ports of this file"));
+        assert!(err
+            .to_string()
+            .starts_with("services.c.ports.0: the ports of this file"));
     }
 
     #[test]

@@ -200,15 +200,18 @@ impl Resolver<'_> {
 
     /// Takes the values of a newly extended service from the file's allowance.
     fn charge(&mut self, service: &Value, name: &str, file: &Path) -> Result<(), ExtendsError> {
-        let used = count_nodes(service, self.nodes_left);
-        self.nodes_left = used
-            .map(|used| self.nodes_left - used)
-            .ok_or_else(|| ExtendsError::TooLarge {
+        // `count_nodes` stops at the allowance, so what it counts always fits.
+        match count_nodes(service, self.nodes_left) {
+            Some(used) => {
+                self.nodes_left -= used;
+                Ok(())
+            }
+            None => Err(ExtendsError::TooLarge {
                 file: file.to_path_buf(),
                 service: name.to_string(),
                 limit: self.node_allowance,
-            })?;
-        Ok(())
+            }),
+        }
     }
 
     /// Merges `service` over its resolved base.
@@ -776,8 +779,12 @@ services:
         // `labels` with its two entries.
         for (allowance, fits) in [(18, true), (17, false)] {
             let mut doc = y(text);
-            let outcome =
-                resolve_within(&mut doc, Path::new("/p/compose.yaml"), &mut loader(&[]), allowance);
+            let outcome = resolve_within(
+                &mut doc,
+                Path::new("/p/compose.yaml"),
+                &mut loader(&[]),
+                allowance,
+            );
             match outcome {
                 Ok(()) => assert!(fits, "{allowance} should be too small"),
                 Err(err) => {
