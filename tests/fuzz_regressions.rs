@@ -66,16 +66,16 @@ fn error_of(outcome: Result<Loaded, LoadError>) -> String {
     }
 }
 
-/// A port range becomes one mapping per port: three full ranges reused through an alias
-/// used to expand to about 200 000 mappings per service (over a gigabyte and many
-/// seconds for a 150-byte file under the fuzzer).
+/// A port range becomes one mapping per port: two full ranges reused by two services
+/// through an alias expanded to 260 000 mappings (15 s and 1.7 GB for a 100-byte file
+/// under the fuzzer).
 #[test]
 fn port_ranges_reused_by_aliases_are_bounded() {
-    let text = "x-p: &p ['1-65535:1-65535', '1-65535:1-65535/udp', '1-65535/sctp']\n\
+    let text = "x-p: &p ['1-65535:1-65535', '1-65535:1-65535/udp']\n\
                 services: {a: {image: x, ports: *p}, b: {image: x, ports: *p}}\n";
     let err = error_of(load_inline(text));
     assert!(
-        err.starts_with("fuzz.yaml: services.a.ports.2: the ports of this file expand to more than 131072 port mappings"),
+        err.starts_with("fuzz.yaml: services.a.ports.1: the ports of this file expand to more than 65536 port mappings"),
         "{err}"
     );
 }
@@ -86,9 +86,10 @@ fn port_ranges_reused_by_aliases_are_bounded() {
 #[test]
 #[ignore = "needs loader::file_document to pass one canonical::PortBudget to all documents"]
 fn port_ranges_split_across_documents_are_bounded() {
-    let document = "services: {a: {image: x, ports: ['1-65535:1-65535', '1-65535:1-65535/udp']}}\n";
-    let text = [document, document, document].join("---\n");
-    let err = error_of(load_inline(&text));
+    let documents: Vec<String> = (1..=3)
+        .map(|n| format!("services: {{a: {{image: x, ports: ['127.0.0.{n}:1-65535:1-65535']}}}}\n"))
+        .collect();
+    let err = error_of(load_inline(&documents.join("---\n")));
     assert!(err.contains("port mappings"), "{err}");
 }
 
