@@ -101,6 +101,16 @@ fn reads_standard_input_and_writes_output_file() {
 }
 
 #[test]
+fn standard_input_resolves_extends_and_include_from_the_project_directory() {
+    let project = Project::new(&[("base.yaml", "services:\n  base:\n    image: base:1\n")]);
+    let text = "include: [base.yaml]\nservices:\n  a:\n    extends: {file: base.yaml, service: base}\n  b:\n    extends: a\n";
+    let out = project
+        .run_in(".", &["-f", "-", "config", "--images"], &[], Some(text))
+        .ok();
+    assert_eq!(out, "base:1\nbase:1\nbase:1\n");
+}
+
+#[test]
 fn quiet_validates_without_printing() {
     let project = Project::new(&[("compose.yaml", APP)]);
     assert_eq!(project.run(&["config", "-q"]).ok(), "");

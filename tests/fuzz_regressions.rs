@@ -84,7 +84,6 @@ fn port_ranges_reused_by_aliases_are_bounded() {
 /// one by one: the budget holds only once the loader shares one `PortBudget` between
 /// them (`canonical::canonicalize_with`).
 #[test]
-#[ignore = "needs loader::file_document to pass one canonical::PortBudget to all documents"]
 fn port_ranges_split_across_documents_are_bounded() {
     let documents: Vec<String> = (1..=3)
         .map(|n| format!("services: {{a: {{image: x, ports: ['127.0.0.{n}:1-65535:1-65535']}}}}\n"))

@@ -278,10 +278,14 @@ impl<'s> Pipeline<'s> {
             let name = source.display_name();
             let text = self.read(source)?;
             let mut doc = self.file_document(&name, &text, env)?;
-            if let ConfigSource::Path(path) = source {
-                self.resolve_extends(&mut doc, path, env)?;
-                doc = self.apply_includes(doc, path, project_directory, env)?;
-            }
+            // Text without a file of its own (stdin, inline) refers to other files from
+            // the project directory, as if it lived there.
+            let path = match source {
+                ConfigSource::Path(path) => path.clone(),
+                _ => project_directory.join(&name),
+            };
+            self.resolve_extends(&mut doc, &path, env)?;
+            doc = self.apply_includes(doc, &path, project_directory, env)?;
             if self.check_each_file {
                 check_against_model(&doc, &name)?;
             }
@@ -312,6 +316,8 @@ impl<'s> Pipeline<'s> {
             source,
         })?;
         let mut merged: Option<Value> = None;
+        // Port ranges expand; the budget holds for the whole file, across its documents.
+        let mut port_budget = canonical::PortBudget::default();
         for mut doc in documents {
             if self.settings.interpolate {
                 let lookup = |var: &str| env.get(var).cloned();
@@ -324,9 +330,11 @@ impl<'s> Pipeline<'s> {
                     })?;
                 self.warn_all(warnings);
             }
-            canonical::canonicalize(&mut doc).map_err(|source| LoadError::Canonical {
-                file: name.to_string(),
-                source,
+            canonical::canonicalize_with(&mut doc, &mut port_budget).map_err(|source| {
+                LoadError::Canonical {
+                    file: name.to_string(),
+                    source,
+                }
             })?;
             merged = Some(match merged {
                 None => doc,
