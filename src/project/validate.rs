@@ -46,7 +46,11 @@ pub fn validate(project: &Project) -> Result<(), ValidateError> {
         }
         .run();
     }
-    let dependencies_resolve = problems.iter().all(|p| !p.contains(UNDEFINED_SERVICE));
+    let dependencies_resolve = project.services.values().all(|service| {
+        service.depends_on.iter().all(|(target, dependency)| {
+            !dependency.required || project.services.contains_key(target)
+        })
+    });
     check_container_names(project, &mut problems);
     check_networks(project, &mut problems);
     check_volumes(project, &mut problems);
