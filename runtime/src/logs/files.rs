@@ -260,8 +260,8 @@ pub(super) fn decode_lines(
 ) -> Result<u64, LogError> {
     let mut consumed = 0;
     let mut line = Vec::new();
-    while let Some(taken) = next_complete_line(reader, &mut line)
-        .map_err(|e| LogError::io("read", &part.path, e))?
+    while let Some(taken) =
+        next_complete_line(reader, &mut line).map_err(|e| LogError::io("read", &part.path, e))?
     {
         out.push_back(decode_record(&line).map_err(|reason| LogError::Decode {
             path: part.path.clone(),
@@ -347,7 +347,9 @@ fn read_exact_at<'a>(
     start: u64,
     end: u64,
 ) -> io::Result<&'a [u8]> {
-    let len = usize::try_from(end - start).unwrap_or(usize::MAX).min(block.len());
+    let len = usize::try_from(end - start)
+        .unwrap_or(usize::MAX)
+        .min(block.len());
     let chunk = block.get_mut(..len).unwrap_or_default();
     file.read_exact_at(chunk, start)?;
     Ok(chunk)
@@ -360,8 +362,14 @@ mod tests {
 
     #[test]
     fn rotated_names_are_recognised() {
-        assert_eq!(rotated_index("c-json.log", "c-json.log.1"), Some((1, false)));
-        assert_eq!(rotated_index("c-json.log", "c-json.log.12.gz"), Some((12, true)));
+        assert_eq!(
+            rotated_index("c-json.log", "c-json.log.1"),
+            Some((1, false))
+        );
+        assert_eq!(
+            rotated_index("c-json.log", "c-json.log.12.gz"),
+            Some((12, true))
+        );
         assert_eq!(rotated_index("c-json.log", "c-json.log"), None);
         assert_eq!(rotated_index("c-json.log", "c-json.log.0"), None);
         assert_eq!(rotated_index("c-json.log", "c-json.log.1.gz.tmp"), None);

@@ -121,10 +121,14 @@ struct RawRecord {
 /// Decodes one line of a json-file log (without its trailing newline).
 pub(super) fn decode_record(line: &[u8]) -> Result<LogRecord, String> {
     let raw: RawRecord = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    let stream = Stream::parse(&raw.stream)
-        .ok_or_else(|| format!("unknown stream {:?} (expected stdout or stderr)", raw.stream))?;
-    let time = humantime::parse_rfc3339(&raw.time)
-        .map_err(|e| format!("bad time {:?}: {e}", raw.time))?;
+    let stream = Stream::parse(&raw.stream).ok_or_else(|| {
+        format!(
+            "unknown stream {:?} (expected stdout or stderr)",
+            raw.stream
+        )
+    })?;
+    let time =
+        humantime::parse_rfc3339(&raw.time).map_err(|e| format!("bad time {:?}: {e}", raw.time))?;
     Ok(LogRecord {
         stream,
         time,
@@ -236,8 +240,8 @@ mod tests {
         let err = decode_record(br#"{"log":"x\n","stream":"stdin","time":"2024-01-01T12:00:00Z"}"#)
             .unwrap_err();
         assert!(err.contains("stdin"), "{err}");
-        let err = decode_record(br#"{"log":"x\n","stream":"stdout","time":"yesterday"}"#)
-            .unwrap_err();
+        let err =
+            decode_record(br#"{"log":"x\n","stream":"stdout","time":"yesterday"}"#).unwrap_err();
         assert!(err.contains("yesterday"), "{err}");
     }
 }

@@ -131,8 +131,9 @@ impl LogOptions {
         if self.compress && (self.max_file < 2 || self.max_size.is_none()) {
             return Err(LogError::InvalidOption {
                 key: "compress",
-                reason: "compress cannot be true when max-file is less than 2 or max-size is not set"
-                    .into(),
+                reason:
+                    "compress cannot be true when max-file is less than 2 or max-size is not set"
+                        .into(),
             });
         }
         Ok(())
@@ -185,8 +186,8 @@ pub fn parse_size(text: &str) -> Result<u64, LogError> {
     if !value.is_finite() || value < 0.0 {
         return Err(invalid("the size cannot be negative"));
     }
-    let multiplier = size_multiplier(suffix)
-        .ok_or_else(|| invalid("unknown unit (use b, k, m, g, t or p)"))?;
+    let multiplier =
+        size_multiplier(suffix).ok_or_else(|| invalid("unknown unit (use b, k, m, g, t or p)"))?;
     // go-units truncates toward zero after multiplying; so do we.
     Ok((value * multiplier as f64) as u64)
 }
@@ -238,7 +239,9 @@ pub enum LogError {
     InvalidOption { key: &'static str, reason: String },
     #[error("unknown log option {key:?} for the json-file log driver (known: max-size, max-file, compress, labels, labels-regex, env, env-regex, tag)")]
     UnknownOption { key: String },
-    #[error("log timestamp {time:?} is outside the years 1970 to 9999 that json-file logs can hold")]
+    #[error(
+        "log timestamp {time:?} is outside the years 1970 to 9999 that json-file logs can hold"
+    )]
     TimeOutOfRange { time: SystemTime },
     #[error("{}: record at byte {offset}{}: {reason}", path.display(), if *.compressed { " (uncompressed)" } else { "" })]
     Decode {

@@ -97,11 +97,9 @@ impl LogReader {
         let current = parts
             .first()
             .filter(|part| part.part.index == 0)
-            .ok_or_else(|| {
-                LogError::io("open", &path, io::Error::from(io::ErrorKind::NotFound))
-            })?;
-        let current_end = complete_end(&current.file, current.len)
-            .map_err(|e| LogError::io("read", &path, e))?;
+            .ok_or_else(|| LogError::io("open", &path, io::Error::from(io::ErrorKind::NotFound)))?;
+        let current_end =
+            complete_end(&current.file, current.len).map_err(|e| LogError::io("read", &path, e))?;
         let follow_start = FollowStart {
             file: current
                 .file
@@ -411,7 +409,11 @@ impl LogFollower {
 
     /// Reads, oldest first, the rotated files newer than the one just finished
     /// and older than `newest` (more than one rotation since the last call).
-    fn read_files_rotated_between(&mut self, newest: &File, newest_id: FileId) -> Result<(), LogError> {
+    fn read_files_rotated_between(
+        &mut self,
+        newest: &File,
+        newest_id: FileId,
+    ) -> Result<(), LogError> {
         let parts = open_parts(&self.path)?;
         let ours = self.as_open_part(&self.file, self.id)?;
         let newest = self.as_open_part(newest, newest_id)?;
@@ -491,5 +493,336 @@ impl Iterator for LogFollower {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::logs::{LogOptions, LogWriter, Stream};
+    use std::io::Write;
+    use std::sync::mpsc;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    const NOON: u64 = 1_704_110_400; // 2024-01-01T12:00:00Z
+
+    fn at(second: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::new(NOON + second, 1)
+    }
+
+    fn rotating(max_size: u64, max_file: u32, compress: bool) -> LogOptions {
+        LogOptions {
+            max_size: Some(max_size),
+            max_file,
+            compress,
+        }
+    }
+
+    /// Writes "line N\n" for each N at second N.
+    fn write_lines(writer: &mut LogWriter, range: std::ops::Range<u64>) {
+        for n in range {
+            let stream = if n % 2 == 0 {
+                Stream::Stdout
+            } else {
+                Stream::Stderr
+            };
+            writer
+                .write(stream, format!("line {n}\n").as_bytes(), at(n))
+                .unwrap();
+        }
+    }
+
+    fn texts(records: impl IntoIterator<Item = Result<LogRecord, LogError>>) -> Vec<String> {
+        records
+            .into_iter()
+            .map(|r| String::from_utf8(r.unwrap().line).unwrap())
+            .collect()
+    }
+
+    fn expected(range: std::ops::Range<u64>) -> Vec<String> {
+        range.map(|n| format!("line {n}\n")).collect()
+    }
+
+    fn read(path: &Path, options: ReadOptions) -> Vec<String> {
+        texts(LogReader::open(path, &options).unwrap())
+    }
+
+    #[test]
+    fn reads_all_rotated_files_oldest_first() {
+        for compress in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c-json.log");
+            let mut writer = LogWriter::open(&path, rotating(300, 5, compress)).unwrap();
+            // Four records per file: 0-3 4-7 8-11 12-15.
+            write_lines(&mut writer, 0..16);
+            let oldest = if compress { "log.3.gz" } else { "log.3" };
+            assert!(path.with_extension(oldest).exists());
+            let records: Vec<LogRecord> = LogReader::open(&path, &ReadOptions::default())
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(
+                texts(records.iter().cloned().map(Ok)),
+                expected(0..16),
+                "compress={compress}"
+            );
+            assert_eq!(records[3].stream, Stream::Stderr);
+            assert_eq!(records[3].time, at(3));
+        }
+    }
+
+    #[test]
+    fn tail_spans_rotated_files() {
+        for compress in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c-json.log");
+            // Four records per file: the last 6 lines cross a rotation.
+            let mut writer = LogWriter::open(&path, rotating(300, 10, compress)).unwrap();
+            write_lines(&mut writer, 0..14);
+            let tail = |n| {
+                read(
+                    &path,
+                    ReadOptions {
+                        tail: Some(n),
+                        ..ReadOptions::default()
+                    },
+                )
+            };
+            assert_eq!(tail(6), expected(8..14), "compress={compress}");
+            assert_eq!(tail(1), expected(13..14));
+            assert_eq!(tail(0), Vec::<String>::new());
+            assert_eq!(tail(100), expected(0..14));
+        }
+    }
+
+    #[test]
+    fn since_and_until_select_a_time_window() {
+        for compress in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c-json.log");
+            let mut writer = LogWriter::open(&path, rotating(300, 10, compress)).unwrap();
+            write_lines(&mut writer, 0..14);
+            let window = ReadOptions {
+                since: Some(at(3)),
+                until: Some(at(9)),
+                tail: None,
+            };
+            assert_eq!(read(&path, window), expected(3..10), "compress={compress}");
+            // As in dockerd, tail picks the last lines first, then the window applies.
+            let tail_then_since = ReadOptions {
+                tail: Some(4),
+                since: Some(at(12)),
+                until: None,
+            };
+            assert_eq!(read(&path, tail_then_since), expected(12..14));
+        }
+    }
+
+    #[test]
+    fn partial_records_read_back_as_pieces_of_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut writer = LogWriter::open(&path, LogOptions::default()).unwrap();
+        let long = vec![b'z'; crate::logs::PARTIAL_LINE_SIZE + 3];
+        writer.write(Stream::Stdout, &long, at(1)).unwrap();
+        writer
+            .write(Stream::Stdout, b"\nunterminated", at(2))
+            .unwrap();
+        writer.close().unwrap();
+        let records: Vec<LogRecord> = LogReader::open(&path, &ReadOptions::default())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let partial: Vec<bool> = records.iter().map(LogRecord::is_partial).collect();
+        assert_eq!(partial, [true, false, true]);
+        let joined: Vec<u8> = records.iter().flat_map(|r| r.line.clone()).collect();
+        let mut original = long.clone();
+        original.extend_from_slice(b"\nunterminated");
+        assert_eq!(joined, original);
+        assert_eq!(
+            records[1].time,
+            at(1),
+            "the line keeps its first partial's time"
+        );
+    }
+
+    #[test]
+    fn a_bad_line_is_reported_with_its_file_and_offset_and_reading_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut writer = LogWriter::open(&path, LogOptions::default()).unwrap();
+        write_lines(&mut writer, 0..1);
+        let good_len = std::fs::metadata(&path).unwrap().len();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(b"garbage\n").unwrap();
+        write_lines(&mut writer, 1..2);
+        let results: Vec<_> = LogReader::open(&path, &ReadOptions::default())
+            .unwrap()
+            .collect();
+        assert_eq!(results.len(), 3);
+        let err = results[1].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("c-json.log") && err.contains(&format!("byte {good_len}")),
+            "{err}"
+        );
+        assert!(results[2].is_ok());
+        let missing =
+            LogReader::open(dir.path().join("nope.log"), &ReadOptions::default()).unwrap_err();
+        assert!(missing.to_string().contains("nope.log"), "{missing}");
+    }
+
+    #[test]
+    fn reader_ignores_a_record_still_being_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut writer = LogWriter::open(&path, LogOptions::default()).unwrap();
+        write_lines(&mut writer, 0..2);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(br#"{"log":"half"#).unwrap();
+        let reader = LogReader::open(&path, &ReadOptions::default()).unwrap();
+        let mut follower = reader.follower().unwrap();
+        assert_eq!(texts(reader), expected(0..2));
+        assert!(follower.read_new().unwrap().is_empty());
+        file.write_all(b"\\n\",\"stream\":\"stdout\",\"time\":\"2024-01-01T12:00:05Z\"}\n")
+            .unwrap();
+        let rest = follower.read_new().unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].line, b"half\n");
+    }
+
+    #[test]
+    fn follower_continues_across_rotations() {
+        for compress in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c-json.log");
+            let mut writer = LogWriter::open(&path, rotating(300, 20, compress)).unwrap();
+            write_lines(&mut writer, 0..3);
+            let reader = LogReader::open(&path, &ReadOptions::default()).unwrap();
+            let mut follower = reader.follower().unwrap();
+            assert_eq!(texts(reader), expected(0..3));
+
+            // One rotation between calls.
+            write_lines(&mut writer, 3..6);
+            assert_eq!(
+                texts(follower.read_new().unwrap().into_iter().map(Ok)),
+                expected(3..6)
+            );
+            // Several rotations between calls: the files in between are read too.
+            write_lines(&mut writer, 6..30);
+            assert_eq!(
+                texts(follower.read_new().unwrap().into_iter().map(Ok)),
+                expected(6..30),
+                "compress={compress}"
+            );
+            assert!(follower.read_new().unwrap().is_empty());
+            assert!(!follower.is_finished());
+        }
+    }
+
+    #[test]
+    fn follower_from_the_end_with_until_finishes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut writer = LogWriter::open(&path, rotating(300, 1, false)).unwrap();
+        write_lines(&mut writer, 0..3);
+        let options = ReadOptions {
+            until: Some(at(6)),
+            ..ReadOptions::default()
+        };
+        let mut follower = LogFollower::open_at_end(&path, &options).unwrap();
+        assert!(follower.read_new().unwrap().is_empty());
+        // max-file 1 replaces the file; the follower finishes the old one first.
+        write_lines(&mut writer, 3..6);
+        assert_eq!(
+            texts(follower.read_new().unwrap().into_iter().map(Ok)),
+            expected(3..6)
+        );
+        assert!(!follower.is_finished());
+        write_lines(&mut writer, 6..10);
+        assert_eq!(
+            texts(follower.read_new().unwrap().into_iter().map(Ok)),
+            expected(6..7)
+        );
+        assert!(follower.is_finished());
+        assert!(follower.read_new().unwrap().is_empty());
+    }
+
+    #[test]
+    fn follower_starts_over_when_the_file_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut writer = LogWriter::open(&path, LogOptions::default()).unwrap();
+        write_lines(&mut writer, 0..3);
+        let mut follower = LogFollower::open_at_end(&path, &ReadOptions::default()).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        write_lines(&mut writer, 3..4);
+        assert_eq!(
+            texts(follower.read_new().unwrap().into_iter().map(Ok)),
+            expected(3..4)
+        );
+    }
+
+    /// A writer thread appends and rotates while this thread reads a snapshot
+    /// and then follows; every record arrives exactly once and in order. The
+    /// writer signals after each write (standing in for inotify).
+    #[test]
+    fn concurrent_writer_and_follower_lose_and_repeat_nothing() {
+        for compress in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("c-json.log");
+            let total = 400u64;
+            let mut writer = LogWriter::open(&path, rotating(1000, 100, compress)).unwrap();
+            write_lines(&mut writer, 0..20);
+            let (wrote, woken) = mpsc::channel::<()>();
+            let producer = std::thread::spawn(move || {
+                for n in 20..total {
+                    write_lines(&mut writer, n..n + 1);
+                    if wrote.send(()).is_err() {
+                        break;
+                    }
+                }
+                writer.close().unwrap();
+            });
+            let reader = LogReader::open(&path, &ReadOptions::default()).unwrap();
+            let mut follower = reader.follower().unwrap();
+            let mut seen = texts(reader);
+            while woken.recv().is_ok() {
+                seen.extend(texts(follower.by_ref()));
+            }
+            producer.join().unwrap();
+            seen.extend(texts(follower.by_ref()));
+            assert_eq!(seen, expected(0..total), "compress={compress}");
+        }
+    }
+
+    #[test]
+    fn snapshots_taken_during_writes_are_consistent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c-json.log");
+        let mut writer = LogWriter::open(&path, rotating(500, 1000, false)).unwrap();
+        write_lines(&mut writer, 0..1);
+        let producer = std::thread::spawn(move || {
+            write_lines(&mut writer, 1..300);
+        });
+        let mut snapshots = 0;
+        while !producer.is_finished() {
+            let lines = read(&path, ReadOptions::default());
+            assert_eq!(lines, expected(0..lines.len() as u64));
+            snapshots += 1;
+        }
+        producer.join().unwrap();
+        assert!(snapshots > 0);
+        assert_eq!(read(&path, ReadOptions::default()), expected(0..300));
     }
 }

@@ -73,7 +73,12 @@ impl LogWriter {
     /// Adds output of `stream` read at `time`. Complete lines become records at
     /// once; a line reaching 16 KiB without a newline is written in 16 KiB
     /// partial records; the rest waits for more bytes or [`LogWriter::close`].
-    pub fn write(&mut self, stream: Stream, bytes: &[u8], time: SystemTime) -> Result<(), LogError> {
+    pub fn write(
+        &mut self,
+        stream: Stream,
+        bytes: &[u8],
+        time: SystemTime,
+    ) -> Result<(), LogError> {
         format_time(time).ok_or(LogError::TimeOutOfRange { time })?;
         let pending = self.pending_mut(stream);
         pending.bytes.extend_from_slice(bytes);
@@ -133,7 +138,12 @@ impl LogWriter {
     }
 
     /// One record, in one `write` so that readers never see half of it.
-    fn append_record(&mut self, stream: Stream, text: &[u8], time: SystemTime) -> Result<(), LogError> {
+    fn append_record(
+        &mut self,
+        stream: Stream,
+        text: &[u8],
+        time: SystemTime,
+    ) -> Result<(), LogError> {
         if self.options.max_size.is_some_and(|max| self.size >= max) {
             self.rotate()?;
         }
@@ -286,7 +296,9 @@ mod tests {
         let mut writer = LogWriter::open(&path, LogOptions::default()).unwrap();
         writer.write(Stream::Stdout, b"hello\nwor", at(1)).unwrap();
         writer.write(Stream::Stderr, b"oops\n", at(2)).unwrap();
-        writer.write(Stream::Stdout, b"ld\n\ntail", at(123_456_789)).unwrap();
+        writer
+            .write(Stream::Stdout, b"ld\n\ntail", at(123_456_789))
+            .unwrap();
         writer.close().unwrap();
         assert_eq!(
             std::fs::read_to_string(&path).unwrap(),
@@ -325,7 +337,10 @@ mod tests {
             vec![
                 format!(r#"{{"log":"{x16k}","stream":"stdout","time":"{}"}}"#, t(2)),
                 format!(r#"{{"log":"{x16k}","stream":"stdout","time":"{}"}}"#, t(2)),
-                format!(r#"{{"log":"xxxxxxxxxx\n","stream":"stdout","time":"{}"}}"#, t(2)),
+                format!(
+                    r#"{{"log":"xxxxxxxxxx\n","stream":"stdout","time":"{}"}}"#,
+                    t(2)
+                ),
                 format!(r#"{{"log":"{y16k}","stream":"stderr","time":"{}"}}"#, t(3)),
                 format!(r#"{{"log":"\n","stream":"stderr","time":"{}"}}"#, t(3)),
             ]
@@ -413,7 +428,10 @@ mod tests {
         let mut text = String::new();
         decoder.read_to_string(&mut text).unwrap();
         assert!(text.starts_with(r#"{"log":"line 2\n""#), "{text}");
-        assert!(text.contains("line 3") && !text.contains("line 4"), "{text}");
+        assert!(
+            text.contains("line 3") && !text.contains("line 4"),
+            "{text}"
+        );
         let extra = decoder.header().unwrap().extra().unwrap();
         assert_eq!(
             std::str::from_utf8(extra).unwrap(),
@@ -445,8 +463,8 @@ mod tests {
             ..LogOptions::default()
         };
         assert!(LogWriter::open(dir.path().join("other"), bad).is_err());
-        let err = LogWriter::open(dir.path().join("missing/dir/log"), LogOptions::default())
-            .unwrap_err();
+        let err =
+            LogWriter::open(dir.path().join("missing/dir/log"), LogOptions::default()).unwrap_err();
         assert!(err.to_string().contains("missing/dir/log"), "{err}");
     }
 }
