@@ -5,4 +5,5 @@
 //! build on it.
 #![deny(unsafe_code)]
 
+pub mod container;
 pub mod image;
