@@ -266,11 +266,16 @@ pub fn container_env(
         .collect();
 
     for entry in merged {
-        let position = defaults.iter().position(|k| k == env_key(entry));
-        match (entry.contains('='), position) {
-            (true, Some(i)) => result[i] = Some(entry.clone()),
+        // Only the defaults are replaced in place; repeated keys are appended, as
+        // Docker's ReplaceOrAppendEnvValues does.
+        let slot = defaults
+            .iter()
+            .position(|k| k == env_key(entry))
+            .and_then(|i| result.get_mut(i));
+        match (entry.contains('='), slot) {
+            (true, Some(slot)) => *slot = Some(entry.clone()),
             (true, None) => result.push(Some(entry.clone())),
-            (false, Some(i)) => result[i] = None,
+            (false, Some(slot)) => *slot = None,
             (false, None) => {}
         }
     }
@@ -1034,4 +1039,907 @@ fn cpu_limits(r: &Resources) -> Result<LinuxCpu, SpecError> {
         cpu.set_quota(Some(r.cpu_quota));
     }
     Ok(cpu)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::config::DeviceMapping;
+    use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder};
+    use oci_spec::runtime::{LinuxSeccompAction, PosixRlimitType};
+    use std::collections::BTreeMap;
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn platform() -> Platform {
+        Platform {
+            arch: "amd64".into(),
+            kernel: (6, 1),
+        }
+    }
+
+    fn image(entrypoint: &[&str], cmd: &[&str], env: &[&str]) -> ImageConfiguration {
+        let mut config = ConfigBuilder::default().env(strings(env));
+        if !entrypoint.is_empty() {
+            config = config.entrypoint(strings(entrypoint));
+        }
+        if !cmd.is_empty() {
+            config = config.cmd(strings(cmd));
+        }
+        ImageConfigurationBuilder::default()
+            .config(config.build().unwrap())
+            .build()
+            .unwrap()
+    }
+
+    fn busybox() -> ImageConfiguration {
+        image(
+            &[],
+            &["sh"],
+            &["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        )
+    }
+
+    fn rootfs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\nvideo:x:44:app\napp:x:1000:\n",
+        )
+        .unwrap();
+        dir
+    }
+
+    fn build(image: &ImageConfiguration, config: &ContainerConfig) -> Result<Spec, SpecError> {
+        let dir = rootfs();
+        build_spec_for_platform(image, config, dir.path(), "/rcompose/p/c1", &platform())
+    }
+
+    fn process(spec: &Spec) -> &Process {
+        spec.process().as_ref().unwrap()
+    }
+
+    fn linux(spec: &Spec) -> &Linux {
+        spec.linux().as_ref().unwrap()
+    }
+
+    fn mount<'a>(spec: &'a Spec, dest: &str) -> Option<&'a OciMount> {
+        spec.mounts()
+            .iter()
+            .flatten()
+            .find(|m| m.destination() == Path::new(dest))
+    }
+
+    fn options(spec: &Spec, dest: &str) -> Vec<String> {
+        mount(spec, dest)
+            .unwrap()
+            .options()
+            .clone()
+            .unwrap_or_default()
+    }
+
+    fn cap_names(spec: &Spec) -> Vec<String> {
+        let caps = process(spec).capabilities().as_ref().unwrap();
+        let mut names: Vec<String> = caps
+            .bounding()
+            .iter()
+            .flatten()
+            .map(|c| {
+                serde_json::to_value(c)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        assert_eq!(caps.bounding(), caps.effective());
+        assert_eq!(caps.bounding(), caps.permitted());
+        names
+    }
+
+    fn args(
+        image_entrypoint: &[&str],
+        image_cmd: &[&str],
+        entrypoint: Option<&[&str]>,
+        command: Option<&[&str]>,
+    ) -> Result<Vec<String>, SpecError> {
+        let ie = strings(image_entrypoint);
+        let ic = strings(image_cmd);
+        let e = entrypoint.map(strings);
+        let c = command.map(strings);
+        resolve_args(
+            (!ie.is_empty()).then_some(ie.as_slice()),
+            (!ic.is_empty()).then_some(ic.as_slice()),
+            e.as_deref(),
+            c.as_deref(),
+        )
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_follow_docker_rules() {
+        let ep = &["/entry.sh"][..];
+        let cmd = &["serve", "--port", "80"][..];
+        // Image only.
+        assert_eq!(
+            args(ep, cmd, None, None).unwrap(),
+            strings(&["/entry.sh", "serve", "--port", "80"])
+        );
+        // A command replaces CMD and keeps the image ENTRYPOINT.
+        assert_eq!(
+            args(ep, cmd, None, Some(&["migrate"])).unwrap(),
+            strings(&["/entry.sh", "migrate"])
+        );
+        // An entrypoint drops the image CMD…
+        assert_eq!(
+            args(ep, cmd, Some(&["/bin/sh", "-c"]), None).unwrap(),
+            strings(&["/bin/sh", "-c"])
+        );
+        // …unless a command is given too.
+        assert_eq!(
+            args(ep, cmd, Some(&["/bin/sh", "-c"]), Some(&["echo hi"])).unwrap(),
+            strings(&["/bin/sh", "-c", "echo hi"])
+        );
+        // An empty command list means "not given".
+        assert_eq!(args(&[], cmd, None, Some(&[])).unwrap(), strings(cmd));
+        // An empty entrypoint list clears it but keeps the image CMD (Docker's merge).
+        assert_eq!(args(ep, cmd, Some(&[]), None).unwrap(), strings(cmd));
+        // `--entrypoint ""` clears it and drops the image CMD.
+        assert!(matches!(
+            args(ep, cmd, Some(&[""]), None),
+            Err(SpecError::NoCommand)
+        ));
+        assert_eq!(
+            args(ep, cmd, Some(&[""]), Some(&["ls"])).unwrap(),
+            strings(&["ls"])
+        );
+        // Nothing at all.
+        let err = args(&[], &[], None, None).unwrap_err();
+        assert!(err.to_string().starts_with("no command specified"));
+    }
+
+    #[test]
+    fn env_merging() {
+        let image_env = strings(&[
+            "PATH=/opt/bin:/usr/bin",
+            "LANG=C.UTF-8",
+            "DEBUG=0",
+            "GONE=1",
+        ]);
+        let env = strings(&["DEBUG=1", "EXTRA=x", "GONE", "HOSTNAME=custom"]);
+        assert_eq!(
+            container_env(&image_env, &env, "abc123", true),
+            strings(&[
+                "PATH=/opt/bin:/usr/bin",
+                "HOSTNAME=custom",
+                "TERM=xterm",
+                "DEBUG=1",
+                "EXTRA=x",
+                "LANG=C.UTF-8",
+            ])
+        );
+        assert_eq!(
+            container_env(&[], &strings(&["PATH"]), "h", false),
+            strings(&["HOSTNAME=h"])
+        );
+    }
+
+    #[test]
+    fn default_container_matches_docker() {
+        let config = ContainerConfig {
+            hostname: Some("0123456789ab".into()),
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        let p = process(&spec);
+        assert_eq!(p.args().as_deref(), Some(&strings(&["sh"])[..]));
+        assert_eq!(
+            p.env().as_deref(),
+            Some(
+                &strings(&[
+                    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    "HOSTNAME=0123456789ab",
+                    "HOME=/root",
+                ])[..]
+            )
+        );
+        assert_eq!(p.cwd(), Path::new("/"));
+        assert_eq!(p.terminal(), Some(false));
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 0));
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[0u32][..]));
+        assert_eq!(p.no_new_privileges(), Some(false));
+        assert_eq!(p.oom_score_adj(), Some(0));
+        assert!(p.rlimits().is_none());
+        let mut expected_caps = strings(&super::super::security::DEFAULT_CAPABILITIES);
+        expected_caps.sort();
+        assert_eq!(cap_names(&spec), expected_caps);
+        assert!(process(&spec)
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .inheritable()
+            .is_none());
+
+        assert_eq!(spec.hostname().as_deref(), Some("0123456789ab"));
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(false));
+
+        let destinations: Vec<String> = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| m.destination().display().to_string())
+            .collect();
+        assert_eq!(
+            destinations,
+            strings(&[
+                "/proc",
+                "/dev",
+                "/dev/pts",
+                "/sys",
+                "/sys/fs/cgroup",
+                "/dev/mqueue",
+                "/dev/shm"
+            ])
+        );
+        assert_eq!(
+            options(&spec, "/dev/shm"),
+            strings(&["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"])
+        );
+        assert!(options(&spec, "/sys").contains(&"ro".to_string()));
+
+        let l = linux(&spec);
+        let ns: Vec<LinuxNamespaceType> =
+            l.namespaces().iter().flatten().map(|n| n.typ()).collect();
+        assert_eq!(
+            ns,
+            vec![
+                LinuxNamespaceType::Mount,
+                LinuxNamespaceType::Network,
+                LinuxNamespaceType::Uts,
+                LinuxNamespaceType::Pid,
+                LinuxNamespaceType::Ipc,
+                LinuxNamespaceType::Cgroup,
+            ]
+        );
+        assert_eq!(
+            l.cgroups_path().as_deref(),
+            Some(Path::new("/rcompose/p/c1"))
+        );
+        assert_eq!(
+            l.masked_paths().as_deref(),
+            Some(&DEFAULT_MASKED_PATHS.map(String::from)[..])
+        );
+        assert_eq!(
+            l.readonly_paths().as_deref(),
+            Some(&DEFAULT_READONLY_PATHS.map(String::from)[..])
+        );
+        let rules: Vec<String> = l
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .iter()
+            .flatten()
+            .map(|r| format!("{} {r}", if r.allow() { "allow" } else { "deny" }))
+            .collect();
+        assert_eq!(
+            rules,
+            strings(&[
+                "deny a *:* rwm",
+                "allow c 1:5 rwm",
+                "allow c 1:3 rwm",
+                "allow c 1:9 rwm",
+                "allow c 1:8 rwm",
+                "allow c 5:0 rwm",
+                "allow c 5:1 rwm",
+                "deny c 10:229 rwm",
+            ])
+        );
+        assert_eq!(l.devices().as_deref(), Some(&[][..]));
+        let sysctl = l.sysctl().as_ref().unwrap();
+        assert_eq!(sysctl["net.ipv4.ping_group_range"], "0 2147483647");
+        assert_eq!(sysctl["net.ipv4.ip_unprivileged_port_start"], "0");
+        let seccomp = l.seccomp().as_ref().unwrap();
+        assert_eq!(seccomp.default_action(), LinuxSeccompAction::ScmpActErrno);
+    }
+
+    #[test]
+    fn user_workdir_tty_and_hostname_from_config() {
+        let img = ImageConfigurationBuilder::default()
+            .config(
+                ConfigBuilder::default()
+                    .user("app".to_string())
+                    .working_dir("/srv".to_string())
+                    .cmd(strings(&["run"]))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let spec = build(&img, &ContainerConfig::default()).unwrap();
+        let p = process(&spec);
+        assert_eq!((p.user().uid(), p.user().gid()), (1000, 1000));
+        assert_eq!(
+            p.user().additional_gids().as_deref(),
+            Some(&[1000u32, 44][..])
+        );
+        assert!(p
+            .env()
+            .as_ref()
+            .unwrap()
+            .contains(&"HOME=/home/app".to_string()));
+        assert_eq!(p.cwd(), Path::new("/srv"));
+
+        let config = ContainerConfig {
+            user: Some("0:video".into()),
+            group_add: strings(&["app", "5000"]),
+            working_dir: Some("/work/./sub/../dir/".into()),
+            tty: true,
+            env: strings(&["HOME=/custom"]),
+            ..ContainerConfig::default()
+        };
+        let spec = build(&img, &config).unwrap();
+        let p = process(&spec);
+        assert_eq!((p.user().uid(), p.user().gid()), (0, 44));
+        assert_eq!(
+            p.user().additional_gids().as_deref(),
+            Some(&[44u32, 1000, 5000][..])
+        );
+        assert_eq!(p.cwd(), Path::new("/work/dir"));
+        assert_eq!(p.terminal(), Some(true));
+        let env = p.env().as_ref().unwrap();
+        assert!(env.contains(&"TERM=xterm".to_string()));
+        assert!(env.contains(&"HOME=/custom".to_string()));
+        assert!(!env.contains(&"HOME=/root".to_string()));
+
+        let bad_user = ContainerConfig {
+            user: Some("nobody2".into()),
+            ..ContainerConfig::default()
+        };
+        let err = build(&img, &bad_user).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "user: unable to find user nobody2: no matching entries in passwd file"
+        );
+        let relative = ContainerConfig {
+            working_dir: Some("app".into()),
+            ..ContainerConfig::default()
+        };
+        assert!(matches!(
+            build(&img, &relative),
+            Err(SpecError::RelativeWorkingDir(_))
+        ));
+    }
+
+    #[test]
+    fn capabilities_add_and_drop() {
+        let config = ContainerConfig {
+            cap_add: strings(&["NET_ADMIN", "cap_sys_time"]),
+            cap_drop: strings(&["MKNOD", "net_raw"]),
+            ..ContainerConfig::default()
+        };
+        let names = cap_names(&build(&busybox(), &config).unwrap());
+        assert!(names.contains(&"CAP_NET_ADMIN".to_string()));
+        assert!(names.contains(&"CAP_SYS_TIME".to_string()));
+        assert!(!names.contains(&"CAP_MKNOD".to_string()));
+        assert!(!names.contains(&"CAP_NET_RAW".to_string()));
+        assert_eq!(names.len(), 14);
+
+        let config = ContainerConfig {
+            cap_drop: strings(&["ALL"]),
+            cap_add: strings(&["chown"]),
+            ..ContainerConfig::default()
+        };
+        assert_eq!(
+            cap_names(&build(&busybox(), &config).unwrap()),
+            strings(&["CAP_CHOWN"])
+        );
+
+        let config = ContainerConfig {
+            cap_add: strings(&["SYS_ADMIN"]),
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        // The seccomp profile follows the capabilities: mount is allowed with SYS_ADMIN.
+        let seccomp = linux(&spec).seccomp().as_ref().unwrap();
+        assert!(seccomp
+            .syscalls()
+            .iter()
+            .flatten()
+            .any(|s| s.names().contains(&"mount".to_string())));
+
+        let bad = ContainerConfig {
+            cap_add: strings(&["WINGS"]),
+            ..ContainerConfig::default()
+        };
+        assert_eq!(
+            build(&busybox(), &bad).unwrap_err().to_string(),
+            "unknown capability: \"CAP_WINGS\""
+        );
+    }
+
+    #[test]
+    fn privileged_container() {
+        let config = ContainerConfig {
+            privileged: true,
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        assert_eq!(
+            cap_names(&spec).len(),
+            super::super::security::ALL_CAPABILITIES.len()
+        );
+        let l = linux(&spec);
+        assert!(l.masked_paths().is_none());
+        assert!(l.readonly_paths().is_none());
+        assert!(l.seccomp().is_none());
+        assert!(!options(&spec, "/sys").contains(&"ro".to_string()));
+        assert!(!options(&spec, "/sys/fs/cgroup").contains(&"ro".to_string()));
+        let rules = l.resources().as_ref().unwrap().devices().clone().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert!(rules[0].allow());
+        assert_eq!(rules[0].to_string(), "a *:* rwm");
+    }
+
+    #[test]
+    fn read_only_rootfs() {
+        let config = ContainerConfig {
+            read_only: true,
+            tmpfs: BTreeMap::from([("/tmp".to_string(), String::new())]),
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
+        assert!(options(&spec, "/sys/fs/cgroup").contains(&"ro".to_string()));
+        for writable in [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/shm",
+            "/dev/mqueue",
+            "/tmp",
+        ] {
+            assert!(
+                !options(&spec, writable).contains(&"ro".to_string()),
+                "{writable}"
+            );
+        }
+    }
+
+    #[test]
+    fn security_opts_in_spec() {
+        let config = ContainerConfig {
+            security_opt: strings(&["no-new-privileges:true", "seccomp=unconfined"]),
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        assert_eq!(process(&spec).no_new_privileges(), Some(true));
+        assert!(linux(&spec).seccomp().is_none());
+
+        let config = ContainerConfig {
+            security_opt: strings(&["systempaths=unconfined"]),
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        assert!(linux(&spec).masked_paths().is_none());
+        assert!(linux(&spec).seccomp().is_some());
+    }
+
+    fn resources(r: Resources) -> Result<LinuxResources, SpecError> {
+        linux_resources(&r)
+    }
+
+    #[test]
+    fn resources_conversion() {
+        let out = resources(Resources {
+            memory: 512 << 20,
+            memory_reservation: 256 << 20,
+            cpus: 1.5,
+            cpu_shares: 512,
+            cpuset: Some("0-1".into()),
+            pids_limit: Some(100),
+            ..Resources::default()
+        })
+        .unwrap();
+        let memory = out.memory().unwrap();
+        assert_eq!(memory.limit(), Some(512 << 20));
+        assert_eq!(memory.swap(), Some(1024 << 20));
+        assert_eq!(memory.reservation(), Some(256 << 20));
+        let cpu = out.cpu().clone().unwrap();
+        assert_eq!(cpu.period(), Some(100_000));
+        assert_eq!(cpu.quota(), Some(150_000));
+        assert_eq!(cpu.shares(), Some(512));
+        assert_eq!(cpu.cpus().as_deref(), Some("0-1"));
+        assert_eq!(out.pids().unwrap().limit(), 100);
+
+        let out = resources(Resources {
+            memory: 64 << 20,
+            memory_swap: -1,
+            cpus: 0.5,
+            pids_limit: Some(0),
+            ..Resources::default()
+        })
+        .unwrap();
+        assert_eq!(out.memory().unwrap().swap(), Some(-1));
+        assert_eq!(out.cpu().clone().unwrap().quota(), Some(50_000));
+        assert_eq!(out.pids().unwrap().limit(), -1);
+
+        let out = resources(Resources {
+            cpu_quota: 20_000,
+            cpu_period: 50_000,
+            ..Resources::default()
+        })
+        .unwrap();
+        let cpu = out.cpu().clone().unwrap();
+        assert_eq!((cpu.quota(), cpu.period()), (Some(20_000), Some(50_000)));
+        assert!(out.pids().is_none());
+        assert_eq!(out.memory().unwrap().limit(), None);
+    }
+
+    #[test]
+    fn invalid_resources_are_rejected() {
+        let cases = [
+            (
+                Resources {
+                    memory: 1 << 20,
+                    ..Resources::default()
+                },
+                "resources.memory",
+            ),
+            (
+                Resources {
+                    memory_swap: 1 << 30,
+                    ..Resources::default()
+                },
+                "resources.memory_swap",
+            ),
+            (
+                Resources {
+                    memory: 512 << 20,
+                    memory_swap: 256 << 20,
+                    ..Resources::default()
+                },
+                "resources.memory_swap",
+            ),
+            (
+                Resources {
+                    memory: 64 << 20,
+                    memory_reservation: 128 << 20,
+                    ..Resources::default()
+                },
+                "resources.memory_reservation",
+            ),
+            (
+                Resources {
+                    cpus: 1.0,
+                    cpu_quota: 50_000,
+                    ..Resources::default()
+                },
+                "resources.cpus",
+            ),
+            (
+                Resources {
+                    cpus: -1.0,
+                    ..Resources::default()
+                },
+                "resources.cpus",
+            ),
+            (
+                Resources {
+                    cpu_period: 10,
+                    ..Resources::default()
+                },
+                "resources.cpu_period",
+            ),
+            (
+                Resources {
+                    cpu_quota: 10,
+                    ..Resources::default()
+                },
+                "resources.cpu_quota",
+            ),
+            (
+                Resources {
+                    cpu_shares: -2,
+                    ..Resources::default()
+                },
+                "resources.cpu_shares",
+            ),
+        ];
+        for (r, prefix) in cases {
+            let err = resources(r.clone()).unwrap_err().to_string();
+            assert!(err.starts_with(prefix), "{r:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn ulimits_become_rlimits() {
+        let config = ContainerConfig {
+            ulimits: vec![
+                Ulimit {
+                    name: "nofile".into(),
+                    soft: 1024,
+                    hard: 65536,
+                },
+                Ulimit {
+                    name: "core".into(),
+                    soft: -1,
+                    hard: -1,
+                },
+            ],
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        let limits = process(&spec).rlimits().clone().unwrap();
+        assert_eq!(limits[0].typ(), PosixRlimitType::RlimitNofile);
+        assert_eq!((limits[0].soft(), limits[0].hard()), (1024, 65536));
+        assert_eq!(limits[1].typ(), PosixRlimitType::RlimitCore);
+        assert_eq!((limits[1].soft(), limits[1].hard()), (u64::MAX, u64::MAX));
+
+        let bad = [
+            Ulimit {
+                name: "as".into(),
+                soft: 1,
+                hard: 1,
+            },
+            Ulimit {
+                name: "nofile".into(),
+                soft: 10,
+                hard: 5,
+            },
+            Ulimit {
+                name: "nproc".into(),
+                soft: -5,
+                hard: 5,
+            },
+        ];
+        for ulimit in bad {
+            let config = ContainerConfig {
+                ulimits: vec![ulimit.clone()],
+                ..ContainerConfig::default()
+            };
+            let err = build(&busybox(), &config).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("ulimits.{}", ulimit.name)),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn tmpfs_and_bind_mounts() {
+        let config = ContainerConfig {
+            tmpfs: BTreeMap::from([("/run".to_string(), "size=64m,exec,mode=1777".to_string())]),
+            mounts: vec![
+                Mount {
+                    target: "/data/cache".into(),
+                    read_only: false,
+                    kind: MountKind::Tmpfs {
+                        size: Some(128 << 20),
+                        mode: Some(0o700),
+                    },
+                },
+                Mount {
+                    target: "/data".into(),
+                    read_only: true,
+                    kind: MountKind::Bind {
+                        source: "/srv/data".into(),
+                        propagation: Propagation::Rslave,
+                        non_recursive: false,
+                    },
+                },
+                Mount {
+                    target: "/dev/shm".into(),
+                    read_only: false,
+                    kind: MountKind::Tmpfs {
+                        size: None,
+                        mode: None,
+                    },
+                },
+            ],
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        assert_eq!(
+            options(&spec, "/run"),
+            strings(&[
+                "nosuid",
+                "nodev",
+                "rprivate",
+                "size=64m",
+                "exec",
+                "mode=1777"
+            ])
+        );
+        assert_eq!(
+            options(&spec, "/data/cache"),
+            strings(&[
+                "noexec",
+                "nosuid",
+                "nodev",
+                "rprivate",
+                "mode=700",
+                "size=128m"
+            ])
+        );
+        assert_eq!(options(&spec, "/data"), strings(&["rbind", "ro", "rslave"]));
+        assert_eq!(
+            mount(&spec, "/data").unwrap().typ().as_deref(),
+            Some("bind")
+        );
+        // The user's /dev/shm replaces the default one.
+        assert_eq!(
+            mount(&spec, "/dev/shm").unwrap().source().as_deref(),
+            Some(Path::new("tmpfs"))
+        );
+        assert_eq!(linux(&spec).rootfs_propagation().as_deref(), Some("rslave"));
+        // Shallower targets come first; equal depths keep their order.
+        let user: Vec<String> = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .skip(6)
+            .map(|m| m.destination().display().to_string())
+            .collect();
+        assert_eq!(user, strings(&["/run", "/data", "/data/cache", "/dev/shm"]));
+
+        let bad = ContainerConfig {
+            tmpfs: BTreeMap::from([("/run".to_string(), "bogus".to_string())]),
+            ..ContainerConfig::default()
+        };
+        assert!(matches!(
+            build(&busybox(), &bad),
+            Err(SpecError::TmpfsOption { .. })
+        ));
+        let relative = ContainerConfig {
+            tmpfs: BTreeMap::from([("run".to_string(), String::new())]),
+            ..ContainerConfig::default()
+        };
+        assert!(matches!(
+            build(&busybox(), &relative),
+            Err(SpecError::RelativeMountTarget(_))
+        ));
+    }
+
+    #[test]
+    fn shm_size_is_configurable() {
+        let config = ContainerConfig {
+            resources: Resources {
+                shm_size: Some(256 << 20),
+                ..Resources::default()
+            },
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        assert!(options(&spec, "/dev/shm").contains(&"size=268435456".to_string()));
+    }
+
+    #[test]
+    fn init_wraps_the_command() {
+        let config = ContainerConfig {
+            init: true,
+            init_binary: Some("/usr/libexec/rcompose-init".into()),
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        assert_eq!(
+            process(&spec).args().as_deref(),
+            Some(&strings(&[INIT_PATH, "--", "sh"])[..])
+        );
+        let init = mount(&spec, INIT_PATH).unwrap();
+        assert_eq!(
+            init.source().as_deref(),
+            Some(Path::new("/usr/libexec/rcompose-init"))
+        );
+        assert_eq!(
+            init.options().as_deref(),
+            Some(&strings(&["bind", "ro"])[..])
+        );
+
+        let missing = ContainerConfig {
+            init: true,
+            ..ContainerConfig::default()
+        };
+        assert!(matches!(
+            build(&busybox(), &missing),
+            Err(SpecError::MissingInitBinary)
+        ));
+    }
+
+    #[test]
+    fn namespaces_can_be_joined_or_shared_with_the_host() {
+        let config = ContainerConfig {
+            hostname: Some("web".into()),
+            namespaces: Namespaces {
+                network: NamespaceMode::Join("/run/rcompose/netns/c1".into()),
+                uts: NamespaceMode::Host,
+                ipc: NamespaceMode::Host,
+                ..Namespaces::default()
+            },
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        let ns = linux(&spec).namespaces().clone().unwrap();
+        let net = ns
+            .iter()
+            .find(|n| n.typ() == LinuxNamespaceType::Network)
+            .unwrap();
+        assert_eq!(
+            net.path().as_deref(),
+            Some(Path::new("/run/rcompose/netns/c1"))
+        );
+        assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Uts));
+        assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Ipc));
+        assert_eq!(spec.hostname(), &None);
+        assert_eq!(options(&spec, "/dev/shm"), strings(&["rbind", "rprivate"]));
+
+        let host_net = ContainerConfig {
+            namespaces: Namespaces {
+                network: NamespaceMode::Host,
+                ..Namespaces::default()
+            },
+            sysctls: BTreeMap::from([("net.core.somaxconn".to_string(), "1024".to_string())]),
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &host_net).unwrap();
+        let sysctl = linux(&spec).sysctl().clone().unwrap();
+        assert_eq!(sysctl.len(), 1);
+        assert_eq!(sysctl["net.core.somaxconn"], "1024");
+    }
+
+    #[test]
+    fn device_mappings() {
+        let config = ContainerConfig {
+            devices: vec![DeviceMapping {
+                path_on_host: "/dev/null".into(),
+                path_in_container: Some("/dev/mynull".into()),
+                cgroup_permissions: Some("rw".into()),
+            }],
+            ..ContainerConfig::default()
+        };
+        let spec = build(&busybox(), &config).unwrap();
+        let l = linux(&spec);
+        let devices = l.devices().clone().unwrap();
+        assert_eq!(devices.len(), 1);
+        assert_eq!(devices[0].path(), Path::new("/dev/mynull"));
+        assert_eq!((devices[0].major(), devices[0].minor()), (1, 3));
+        let rules = l.resources().as_ref().unwrap().devices().clone().unwrap();
+        assert_eq!(rules.last().unwrap().to_string(), "c 1:3 rw");
+
+        let not_a_device = ContainerConfig {
+            devices: vec![DeviceMapping {
+                path_on_host: "/etc/hostname".into(),
+                path_in_container: None,
+                cgroup_permissions: None,
+            }],
+            ..ContainerConfig::default()
+        };
+        assert!(matches!(
+            build(&busybox(), &not_a_device),
+            Err(SpecError::Device { .. })
+        ));
+    }
+
+    #[test]
+    fn spec_serializes_to_runtime_json() {
+        let spec = build(&busybox(), &ContainerConfig::default()).unwrap();
+        let json = serde_json::to_value(&spec).unwrap();
+        assert_eq!(json["linux"]["cgroupsPath"], "/rcompose/p/c1");
+        assert_eq!(json["process"]["args"][0], "sh");
+        assert!(
+            json["linux"]["seccomp"]["syscalls"]
+                .as_array()
+                .unwrap()
+                .len()
+                > 10
+        );
+    }
 }
