@@ -5,5 +5,6 @@
 //! build on it.
 #![deny(unsafe_code)]
 
+pub mod container;
 pub mod image;
 pub mod logs;
