@@ -839,15 +839,10 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::store::test_support::temp_store as store;
     use crate::image::store::test_support::{
         add_image, config_json, gzip, sample_layers, LayerBuilder,
     };
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open store");
-        (dir, store)
-    }
 
     fn reference(text: &str) -> Reference {
         Reference::parse(text).expect("reference")

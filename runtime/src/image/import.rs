@@ -2,7 +2,7 @@
 //! one-layer image, its config shaped by Dockerfile-style `--change` instructions.
 
 use std::io::Read;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 use thiserror::Error;
@@ -372,50 +372,19 @@ fn join_workdir(current: &str, dir: &str) -> String {
 
 /// The current time as RFC 3339 in UTC with nanoseconds, as image configs record it.
 fn rfc3339_now() -> String {
-    let since_epoch = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX);
-    format_rfc3339(secs, since_epoch.subsec_nanos())
+    format_rfc3339(SystemTime::now())
 }
 
-fn format_rfc3339(secs: i64, nanos: u32) -> String {
-    let days = secs.div_euclid(86_400);
-    let of_day = secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        of_day / 3600,
-        of_day % 3600 / 60,
-        of_day % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's method).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+fn format_rfc3339(time: SystemTime) -> String {
+    humantime::format_rfc3339_nanos(time).to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::image::reference::Digest;
+    use crate::image::store::test_support::temp_store as store;
     use crate::image::store::test_support::{gzip, LayerBuilder};
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open store");
-        (dir, store)
-    }
 
     fn rootfs() -> Vec<u8> {
         LayerBuilder::new()
@@ -574,9 +543,10 @@ mod tests {
 
     #[test]
     fn timestamps_format_as_rfc3339() {
-        assert_eq!(format_rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");
+        let at = |secs, nanos| std::time::UNIX_EPOCH + std::time::Duration::new(secs, nanos);
+        assert_eq!(format_rfc3339(at(0, 0)), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(
-            format_rfc3339(1_709_210_096, 5),
+            format_rfc3339(at(1_709_210_096, 5)),
             "2024-02-29T12:34:56.000000005Z"
         );
     }

@@ -147,12 +147,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open store");
-        (dir, store)
-    }
+    use crate::image::store::test_support::temp_store as store;
 
     #[test]
     fn blobs_are_named_by_their_sha256() {

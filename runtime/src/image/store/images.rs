@@ -337,13 +337,8 @@ fn refuse_multi_repository_removal(id: &ImageId, names: &[Reference], force: boo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::store::test_support::temp_store as store;
     use crate::image::store::test_support::{add_image, config_json, sample_layers};
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open store");
-        (dir, store)
-    }
 
     fn reference(text: &str) -> Reference {
         Reference::parse(text).expect("reference")

@@ -183,13 +183,8 @@ fn sync_filesystem(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::store::test_support::temp_store as store;
     use crate::image::store::test_support::{gzip, LayerBuilder};
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open store");
-        (dir, store)
-    }
 
     #[test]
     fn chain_ids_follow_the_oci_definition() {

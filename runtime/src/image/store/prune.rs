@@ -207,13 +207,8 @@ fn remove_path(path: &Path) -> Result<()> {
 mod tests {
     use super::*;
     use crate::image::reference::Reference;
+    use crate::image::store::test_support::temp_store as store;
     use crate::image::store::test_support::{add_image, sample_layers, LayerBuilder};
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open store");
-        (dir, store)
-    }
 
     #[test]
     fn prune_keeps_tagged_and_kept_images_with_everything_they_need() {

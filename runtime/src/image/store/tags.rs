@@ -74,14 +74,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::store::test_support::temp_store as store;
     use crate::image::store::test_support::{add_image, sample_layers};
     use std::sync::Arc;
-
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open store");
-        (dir, store)
-    }
 
     fn reference(text: &str) -> Reference {
         Reference::parse(text).expect("reference")

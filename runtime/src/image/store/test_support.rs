@@ -123,3 +123,10 @@ pub(crate) fn add_image(store: &Store, layers: &[Vec<u8>], cmd: &[&str]) -> Imag
         .expect("put config");
     store.add_image(&config, None, &chains).expect("add image")
 }
+
+/// An empty store in a temporary directory, removed when the guard drops.
+pub(crate) fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open store");
+    (dir, store)
+}
