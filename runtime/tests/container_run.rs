@@ -93,6 +93,7 @@ fn main() {
     }
     remove_cgroup_parent(&fixture.cgroup_parent);
     drop(fixture);
+    drop(work);
     println!(
         "container_run: {} passed, {failed} failed",
         tests.len() - failed

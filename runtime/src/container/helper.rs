@@ -407,7 +407,7 @@ impl Helper {
                 container_dir,
                 state_root,
                 spec,
-            } => self.create(id, container_dir, &state_root, &spec, fds),
+            } => self.create(id, container_dir, &state_root, adapt_spec(*spec), fds),
             Request::Start { id } => self.start(&id),
             Request::Wait { id } => return self.wait(&id),
             Request::Kill { id, signal, all } => self.kill(&id, signal, all),
@@ -428,7 +428,7 @@ impl Helper {
         id: String,
         container_dir: PathBuf,
         state_root: &Path,
-        spec: &Spec,
+        spec: Spec,
         fds: Vec<OwnedFd>,
     ) -> Result<Reply, String> {
         if self.containers.contains_key(&id) {
@@ -437,7 +437,7 @@ impl Helper {
         let [stdin, stdout, stderr]: [OwnedFd; 3] = fds
             .try_into()
             .map_err(|fds: Vec<OwnedFd>| format!("create {id}: expected 3 stdio fds, got {}", fds.len()))?;
-        validate_spec(&id, spec)?;
+        validate_spec(&id, &spec)?;
         let cgroups_path = spec
             .linux()
             .as_ref()
@@ -546,6 +546,21 @@ impl Helper {
         };
         Ok(Reply::State { state })
     }
+}
+
+/// Rewrites what libcontainer 0.7 reads differently from runc.
+///
+/// `noNewPrivileges: false` must become absent: libcontainer tests the field for
+/// presence, not value, so `Some(false)` makes it load the seccomp filter after
+/// dropping CAP_SYS_ADMIN, where loading fails ("failed to load seccomp context").
+/// Absent means false in the OCI spec, so nothing changes for the container.
+fn adapt_spec(mut spec: Spec) -> Spec {
+    if let Some(process) = spec.process_mut() {
+        if process.no_new_privileges() == Some(false) {
+            process.set_no_new_privileges(None);
+        }
+    }
+    spec
 }
 
 /// Checks what libcontainer would otherwise trip over inside the init, where the
@@ -692,6 +707,25 @@ mod tests {
             oom_kills: 0
         }
         .oom_killed());
+    }
+
+    #[test]
+    fn no_new_privileges_false_is_sent_as_absent() {
+        let mut spec = Spec::default();
+        if let Some(process) = spec.process_mut() {
+            process.set_no_new_privileges(Some(false));
+        }
+        let adapted = adapt_spec(spec);
+        let nnp = adapted.process().as_ref().and_then(|p| p.no_new_privileges());
+        assert_eq!(nnp, None);
+
+        let mut spec = Spec::default();
+        if let Some(process) = spec.process_mut() {
+            process.set_no_new_privileges(Some(true));
+        }
+        let adapted = adapt_spec(spec);
+        let nnp = adapted.process().as_ref().and_then(|p| p.no_new_privileges());
+        assert_eq!(nnp, Some(true));
     }
 
     #[test]
