@@ -24,6 +24,7 @@ use rcompose_runtime::container::lifecycle::{ContainerStdio, CreateOptions, Runt
 use rcompose_runtime::container::rootfs::{mount_points, RootfsSource};
 
 type TestResult = Result<(), String>;
+type TestFn = fn(&mut Fixture) -> TestResult;
 
 struct Fixture {
     runtime: Runtime,
@@ -47,7 +48,10 @@ fn main() {
         println!("container_run: skipped, running containers needs root");
         return;
     }
-    let work = match tempfile::Builder::new().prefix("rcompose-ctr-test").tempdir() {
+    let work = match tempfile::Builder::new()
+        .prefix("rcompose-ctr-test")
+        .tempdir()
+    {
         Ok(dir) => dir,
         Err(err) => panic!("creating a temp dir: {err}"),
     };
@@ -68,7 +72,7 @@ fn main() {
         cgroup_parent: format!("/rcompose-test-{}", std::process::id()),
         counter: 0,
     };
-    let tests: &[(&str, fn(&mut Fixture) -> TestResult)] = &[
+    let tests: &[(&str, TestFn)] = &[
         ("echo_reaches_stdout", echo_reaches_stdout),
         ("exit_code_is_reported", exit_code_is_reported),
         ("hostname_is_configured", hostname_is_configured),
@@ -76,9 +80,17 @@ fn main() {
         ("plain_dir_rootfs_works", plain_dir_rootfs_works),
         ("overlay_writes_stay_in_upper", overlay_writes_stay_in_upper),
         ("states_and_kill", states_and_kill),
-        ("force_delete_of_running_container", force_delete_of_running_container),
+        (
+            "force_delete_of_running_container",
+            force_delete_of_running_container,
+        ),
         ("memory_limit_oom_kills", memory_limit_oom_kills),
-        ("bad_command_fails_create_cleanly", bad_command_fails_create_cleanly),
+        ("seccomp_filter_is_loaded", seccomp_filter_is_loaded),
+        ("cgroup_limits_are_read_only", cgroup_limits_are_read_only),
+        (
+            "bad_command_fails_create_cleanly",
+            bad_command_fails_create_cleanly,
+        ),
         ("timing_true_median_of_50", timing_true_median_of_50),
     ];
     let mut failed = 0;
@@ -132,19 +144,26 @@ fn process_is_pid_1(f: &mut Fixture) -> TestResult {
 
 fn plain_dir_rootfs_works(f: &mut Fixture) -> TestResult {
     let run = f.run(&["cat", "/etc/hostname-marker"], config(), false)?;
-    check_eq(&run.stdout.as_str(), &"busybox\n", "file from the rootfs dir")
+    check_eq(
+        &run.stdout.as_str(),
+        &"busybox\n",
+        "file from the rootfs dir",
+    )
 }
 
 fn overlay_writes_stay_in_upper(f: &mut Fixture) -> TestResult {
     let run = f.run(
-        &["sh", "-c", "echo x > /tmp/written && rm /etc/hostname-marker && ls /tmp"],
+        &[
+            "sh",
+            "-c",
+            "echo x > /tmp/written && rm /etc/hostname-marker && ls /tmp",
+        ],
         config(),
         true,
     )?;
     check_eq(&run.stdout.as_str(), &"written\n", "ls /tmp")?;
     check_eq(&run.status.code, &0, "exit code")?;
-    if f.busybox.join("tmp/written").exists() || !f.busybox.join("etc/hostname-marker").exists()
-    {
+    if f.busybox.join("tmp/written").exists() || !f.busybox.join("etc/hostname-marker").exists() {
         return Err("the container's writes reached the lower (image) dir".into());
     }
     Ok(())
@@ -214,7 +233,44 @@ fn memory_limit_oom_kills(f: &mut Fixture) -> TestResult {
         true,
     )?;
     check_eq(&run.status.code, &0, "exit code within the limit")?;
-    check_eq(&run.status.oom_killed(), &false, "oom_killed within the limit")
+    check_eq(
+        &run.status.oom_killed(),
+        &false,
+        "oom_killed within the limit",
+    )
+}
+
+fn seccomp_filter_is_loaded(f: &mut Fixture) -> TestResult {
+    let run = f.run(&["grep", "^Seccomp:", "/proc/self/status"], config(), true)?;
+    check_eq(&run.stdout.as_str(), &"Seccomp:\t2\n", "seccomp mode")?;
+    let mut cfg = config();
+    cfg.security_opt = vec!["seccomp=unconfined".into()];
+    let run = f.run(&["grep", "^Seccomp:", "/proc/self/status"], cfg, true)?;
+    check_eq(
+        &run.stdout.as_str(),
+        &"Seccomp:\t0\n",
+        "seccomp mode when unconfined",
+    )
+}
+
+/// A container reads its own limits but cannot raise them (cgroup v1 hosts go
+/// through the helper's read-only bind workaround).
+fn cgroup_limits_are_read_only(f: &mut Fixture) -> TestResult {
+    let mut cfg = config();
+    cfg.resources.memory = 32 << 20;
+    cfg.resources.memory_swap = 32 << 20;
+    cfg.resources.pids_limit = Some(20);
+    let script = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "cat /sys/fs/cgroup/memory.max; echo 100 > /sys/fs/cgroup/pids.max || echo refused"
+    } else {
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; echo 100 > /sys/fs/cgroup/pids/pids.max || echo refused"
+    };
+    let run = f.run(&["sh", "-c", script], cfg, true)?;
+    check_eq(
+        &run.stdout.as_str(),
+        &"33554432\nrefused\n",
+        "limits seen inside",
+    )
 }
 
 fn bad_command_fails_create_cleanly(f: &mut Fixture) -> TestResult {
@@ -334,7 +390,12 @@ impl Fixture {
     }
 
     /// create, start, wait, delete; checks that nothing is left behind.
-    fn run(&mut self, command: &[&str], cfg: ContainerConfig, overlay: bool) -> Result<Run, String> {
+    fn run(
+        &mut self,
+        command: &[&str],
+        cfg: ContainerConfig,
+        overlay: bool,
+    ) -> Result<Run, String> {
         let id = self.next_id();
         let (stdio, out, err) = piped_stdio()?;
         self.create(&id, command, cfg, overlay, stdio)?;
@@ -358,7 +419,9 @@ impl Fixture {
     fn check_clean(&self, id: &str) -> TestResult {
         let container_dir = self.runtime.container_dir(id);
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-        if let Some(point) = mount_points(&mountinfo).find(|p| Path::new(p).starts_with(&container_dir)) {
+        if let Some(point) =
+            mount_points(&mountinfo).find(|p| Path::new(p).starts_with(&container_dir))
+        {
             return Err(format!("still mounted after delete: {point}"));
         }
         for leftover in [container_dir, self.state_root.join("run").join(id)] {
@@ -368,7 +431,10 @@ impl Fixture {
         }
         let cgroups = cgroup_dirs(&self.cgroups_path(id));
         if let Some(dir) = cgroups.iter().find(|d| d.exists()) {
-            return Err(format!("cgroup left behind after delete: {}", dir.display()));
+            return Err(format!(
+                "cgroup left behind after delete: {}",
+                dir.display()
+            ));
         }
         Ok(())
     }
@@ -395,7 +461,11 @@ fn remove_cgroup_parent(parent: &str) {
 fn busybox_rootfs(work: &Path) -> Result<PathBuf, String> {
     let download = work.join("deb");
     fs::create_dir_all(&download).map_err(|e| e.to_string())?;
-    run_host(Command::new("apt-get").args(["download", "-q", "busybox-static"]).current_dir(&download))?;
+    run_host(
+        Command::new("apt-get")
+            .args(["download", "-q", "busybox-static"])
+            .current_dir(&download),
+    )?;
     let deb = fs::read_dir(&download)
         .map_err(|e| e.to_string())?
         .flatten()
@@ -431,9 +501,7 @@ fn busybox_rootfs(work: &Path) -> Result<PathBuf, String> {
 }
 
 fn run_host(command: &mut Command) -> TestResult {
-    let output = command
-        .output()
-        .map_err(|e| format!("{command:?}: {e}"))?;
+    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
     if output.status.success() {
         Ok(())
     } else {

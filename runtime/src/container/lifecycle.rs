@@ -44,7 +44,10 @@ pub enum LifecycleError {
     #[error("opening /dev/null for the container's stdio: {0}")]
     DevNull(#[source] io::Error),
     #[error("container helper answered {request} with an unexpected reply: {reply}")]
-    UnexpectedReply { request: &'static str, reply: String },
+    UnexpectedReply {
+        request: &'static str,
+        reply: String,
+    },
 }
 
 /// The container's standard streams. `None` connects that stream to `/dev/null`.
@@ -118,11 +121,12 @@ impl Runtime {
         container_dir: &Path,
     ) -> Result<i32, LifecycleError> {
         let id = options.id;
-        let spec = build_spec(options.image, options.config, root, options.cgroups_path)
-            .map_err(|source| LifecycleError::Spec {
+        let spec = build_spec(options.image, options.config, root, options.cgroups_path).map_err(
+            |source| LifecycleError::Spec {
                 id: id.to_string(),
                 source,
-            })?;
+            },
+        )?;
         std::fs::create_dir_all(container_dir).map_err(|source| LifecycleError::Rootfs {
             id: id.to_string(),
             source: RootfsError::Io {

@@ -164,9 +164,7 @@ pub fn teardown(container_dir: &Path) -> Result<(), RootfsError> {
 
 fn remove_dir_if_present(dir: &Path) -> Result<(), RootfsError> {
     match fs::remove_dir_all(dir) {
-        Err(err) if err.kind() != io::ErrorKind::NotFound => {
-            Err(io_error("removing", dir)(err))
-        }
+        Err(err) if err.kind() != io::ErrorKind::NotFound => Err(io_error("removing", dir)(err)),
         _ => Ok(()),
     }
 }
@@ -254,7 +252,7 @@ mod tests {
             Err(RootfsError::NoLayers)
         ));
         let missing = tmp.path().join("gone");
-        let err = overlay_options(&[missing.clone()], tmp.path()).unwrap_err();
+        let err = overlay_options(std::slice::from_ref(&missing), tmp.path()).unwrap_err();
         assert!(err.to_string().contains(&missing.display().to_string()));
     }
 
