@@ -79,11 +79,17 @@ fn main() {
         ("process_is_pid_1", process_is_pid_1),
         ("plain_dir_rootfs_works", plain_dir_rootfs_works),
         ("overlay_writes_stay_in_upper", overlay_writes_stay_in_upper),
+        ("upper_layer_wins", upper_layer_wins),
+        (
+            "stdin_pipe_reaches_the_process",
+            stdin_pipe_reaches_the_process,
+        ),
         ("states_and_kill", states_and_kill),
         (
             "force_delete_of_running_container",
             force_delete_of_running_container,
         ),
+        ("duplicate_id_is_refused", duplicate_id_is_refused),
         ("memory_limit_oom_kills", memory_limit_oom_kills),
         ("seccomp_filter_is_loaded", seccomp_filter_is_loaded),
         ("cgroup_limits_are_read_only", cgroup_limits_are_read_only),
@@ -169,6 +175,52 @@ fn overlay_writes_stay_in_upper(f: &mut Fixture) -> TestResult {
     Ok(())
 }
 
+fn upper_layer_wins(f: &mut Fixture) -> TestResult {
+    let top = f.busybox.with_file_name("top-layer");
+    fs::create_dir_all(top.join("etc")).map_err(|e| e.to_string())?;
+    fs::write(top.join("etc/hostname-marker"), "top\n").map_err(|e| e.to_string())?;
+    fs::write(top.join("etc/only-in-top"), "yes\n").map_err(|e| e.to_string())?;
+    let id = f.next_id();
+    let (stdio, out, _err) = piped_stdio()?;
+    let mut cfg = config();
+    cfg.command = Some(vec![
+        "cat".into(),
+        "/etc/hostname-marker".into(),
+        "/etc/only-in-top".into(),
+    ]);
+    let rootfs = RootfsSource::Layers(vec![top, f.busybox.clone()]);
+    f.create_on(&id, rootfs, cfg, stdio)?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    let status = f.runtime.wait(&id).map_err(|e| e.to_string())?;
+    f.delete_and_check_clean(&id)?;
+    check_eq(&status.code, &0, "exit code")?;
+    let stdout = out.join().map_err(|_| "reader thread panicked")?;
+    check_eq(
+        &stdout.as_str(),
+        &"top\nyes\n",
+        "files of a two-layer rootfs",
+    )
+}
+
+fn stdin_pipe_reaches_the_process(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    let (in_r, in_w) = pipe()?;
+    let (mut stdio, out, _err) = piped_stdio()?;
+    stdio.stdin = Some(in_r);
+    f.create(&id, &["cat"], config(), true, stdio)?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    {
+        use std::io::Write;
+        let mut writer = fs::File::from(in_w);
+        writer.write_all(b"ping\n").map_err(|e| e.to_string())?;
+    }
+    let status = f.runtime.wait(&id).map_err(|e| e.to_string())?;
+    f.delete_and_check_clean(&id)?;
+    check_eq(&status.code, &0, "exit code")?;
+    let stdout = out.join().map_err(|_| "reader thread panicked")?;
+    check_eq(&stdout.as_str(), &"ping\n", "stdout of cat")
+}
+
 fn states_and_kill(f: &mut Fixture) -> TestResult {
     let id = f.next_id();
     let (stdio, _out, _err) = piped_stdio()?;
@@ -206,6 +258,22 @@ fn force_delete_of_running_container(f: &mut Fixture) -> TestResult {
         return Err("state of a deleted container still answered".into());
     }
     Ok(())
+}
+
+fn duplicate_id_is_refused(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    let (stdio, _out, _err) = piped_stdio()?;
+    f.create(&id, &["true"], config(), true, stdio)?;
+    let (stdio, _out2, _err2) = piped_stdio()?;
+    match f.create(&id, &["true"], config(), true, stdio) {
+        Err(err) if err.contains("already exists") => {}
+        other => return Err(format!("second create with the same id: {other:?}")),
+    }
+    // The first container is untouched: it still starts and runs.
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    let status = f.runtime.wait(&id).map_err(|e| e.to_string())?;
+    check_eq(&status.code, &0, "exit code of the first container")?;
+    f.delete_and_check_clean(&id)
 }
 
 fn memory_limit_oom_kills(f: &mut Fixture) -> TestResult {
@@ -375,6 +443,16 @@ impl Fixture {
         } else {
             RootfsSource::Dir(self.busybox.clone())
         };
+        self.create_on(id, rootfs, cfg, stdio)
+    }
+
+    fn create_on(
+        &mut self,
+        id: &str,
+        rootfs: RootfsSource,
+        cfg: ContainerConfig,
+        stdio: ContainerStdio,
+    ) -> Result<i32, String> {
         let cgroups_path = self.cgroups_path(id);
         let image = ImageConfiguration::default();
         self.runtime

@@ -27,6 +27,8 @@ use super::spec::{build_spec, SpecError};
 pub enum LifecycleError {
     #[error("invalid container id {0:?}: use 1 to 64 characters from [A-Za-z0-9_.+-], not starting with '.'")]
     InvalidId(String),
+    #[error("container {0} already exists (delete it first)")]
+    Exists(String),
     #[error("container {id}: rootfs: {source}")]
     Rootfs {
         id: String,
@@ -99,6 +101,11 @@ impl Runtime {
         let id = options.id;
         validate_id(id)?;
         let container_dir = self.container_dir(id);
+        // Checked before anything is made, so the cleanup of a failed create can never
+        // touch another container's files.
+        if container_dir.exists() {
+            return Err(LifecycleError::Exists(id.to_string()));
+        }
         let root = rootfs::prepare(&options.rootfs, &container_dir).map_err(|source| {
             LifecycleError::Rootfs {
                 id: id.to_string(),
@@ -249,6 +256,30 @@ mod tests {
             let err = validate_id(bad).unwrap_err();
             assert!(err.to_string().contains("invalid container id"), "{bad}");
         }
+    }
+
+    #[test]
+    fn create_refuses_an_existing_container_and_leaves_it_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        // The helper is never contacted: the check comes first.
+        let mut runtime = Runtime::new(Path::new("/bin/true"), tmp.path()).unwrap();
+        let existing = runtime.container_dir("web");
+        std::fs::create_dir_all(existing.join("upper")).unwrap();
+        let image = ImageConfiguration::default();
+        let config = ContainerConfig::default();
+        let err = runtime
+            .create(CreateOptions {
+                id: "web",
+                rootfs: RootfsSource::Dir(tmp.path().to_path_buf()),
+                image: &image,
+                config: &config,
+                cgroups_path: "/rcompose/test/web",
+                stdio: ContainerStdio::default(),
+            })
+            .unwrap_err();
+        assert!(matches!(err, LifecycleError::Exists(_)), "{err}");
+        assert!(err.to_string().contains("web already exists"));
+        assert!(existing.join("upper").exists());
     }
 
     #[test]
