@@ -266,7 +266,7 @@ impl HelperClient {
         fds: &[BorrowedFd<'_>],
     ) -> Result<Reply, HelperError> {
         send_message(self.socket.as_fd(), request, fds).map_err(|e| {
-            if e.raw_os_error() == Some(libc_epipe()) {
+            if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) {
                 HelperError::Gone
             } else {
                 HelperError::Socket(e)
@@ -278,10 +278,6 @@ impl HelperClient {
             Some((reply, _)) => Ok(reply),
         }
     }
-}
-
-fn libc_epipe() -> i32 {
-    rustix::io::Errno::PIPE.raw_os_error()
 }
 
 impl Drop for HelperClient {
