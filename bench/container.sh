@@ -8,6 +8,7 @@
 #                                 (the supervisor keeps its helper), so each figure is
 #                                 the whole create+start+wait+delete of one container,
 #                                 timed in-process without the bench's own exec.
+#   rcompose unconfined           plain dir with seccomp=unconfined: the filter's cost.
 #   rcompose cold (1 run/process) hyperfine on `bench_run --warmup 0 ... 1`: adds the
 #                                 exec of the binary and the helper's spawn, the
 #                                 upper bound for a one-shot CLI.
@@ -64,6 +65,8 @@ BENCH=$TARGET/release/examples/bench_run
 
 echo "== busybox rootfs" >&2
 mkdir -p "$WORK/deb" "$WORK/rootfs"
+# apt-get download drops to the _apt user, which must reach the download dir.
+chmod 755 "$WORK" && chmod 777 "$WORK/deb"
 (cd "$WORK/deb" && apt-get download -q busybox-static >/dev/null)
 dpkg -x "$WORK"/deb/busybox-static_*.deb "$WORK/unpacked"
 ROOTFS=$WORK/rootfs
@@ -94,6 +97,9 @@ echo "== rcompose plain dir ($RUNS runs)" >&2
 "$BENCH" "$ROOTFS" "$WORK/state-dir" "$RUNS" >"$WORK/rcompose-dir.txt"
 echo "== rcompose overlay ($RUNS runs)" >&2
 "$BENCH" --overlay "$ROOTFS" "$WORK/state-overlay" "$RUNS" >"$WORK/rcompose-overlay.txt"
+echo "== rcompose plain dir, seccomp=unconfined ($RUNS runs)" >&2
+"$BENCH" --security-opt seccomp=unconfined "$ROOTFS" "$WORK/state-unconfined" "$RUNS" \
+    >"$WORK/rcompose-unconfined.txt"
 
 hyperfine_json() { # NAME COMMAND
     hyperfine -N --warmup 3 -r "$RUNS" --style none --export-json "$WORK/$1.json" "$2" >&2
@@ -130,12 +136,14 @@ hyperfine_ms() { jq -r '.results[0].times[] * 1000' "$WORK/$1.json"; }
     echo "|---|---|---|---|---|"
     echo "| rcompose, plain dir (in-process, one helper) | $(stats <"$WORK/rcompose-dir.txt") |"
     echo "| rcompose, overlay (in-process, one helper) | $(stats <"$WORK/rcompose-overlay.txt") |"
+    echo "| rcompose, plain dir, seccomp=unconfined (what the filter costs) | $(stats <"$WORK/rcompose-unconfined.txt") |"
     echo "| rcompose, overlay, cold (exec + helper spawn + 1 run) | $(hyperfine_ms rcompose-cold | stats) |"
     echo "| runc run, runc spec (+cgroup ns, no seccomp) | $(hyperfine_ms runc-default | stats) |"
     echo "| runc run, rcompose's spec (Docker seccomp) | $(hyperfine_ms runc-rcompose | stats) |"
     echo
     echo "Mean per step (ms), rcompose plain dir: $(steps "$WORK/rcompose-dir.txt")."
     echo "Mean per step (ms), rcompose overlay: $(steps "$WORK/rcompose-overlay.txt")."
+    echo "Mean per step (ms), rcompose unconfined: $(steps "$WORK/rcompose-unconfined.txt")."
     echo
     echo "## Machine"
     echo

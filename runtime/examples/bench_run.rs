@@ -1,13 +1,15 @@
 //! Times create+start+wait+delete of `/bin/true` through the embedded runtime.
 //!
-//! Usage: `bench_run [--overlay] [--warmup K] [--emit-spec FILE] ROOTFS STATE_DIR N`
+//! Usage: `bench_run [--overlay] [--warmup K] [--security-opt OPT]... [--emit-spec FILE]
+//! ROOTFS STATE_DIR N`
 //!
 //! One helper serves every run (as in rcompose, where the supervisor keeps it), so
 //! the per-run figure is the steady-state cost of one container. After K warm-up
 //! runs (default 3) it prints one line per run to stdout:
 //! `TOTAL_MS create=MS start=MS wait=MS delete=MS`. With `--emit-spec FILE` it also
 //! writes the OCI spec it gives libcontainer (for ROOTFS, before any run), so runc
-//! can be timed on exactly the same configuration.
+//! can be timed on exactly the same configuration. `--security-opt` takes Docker's
+//! values (e.g. `seccomp=unconfined`), to measure what a setting costs.
 //!
 //! Needs root. `main` calls `helper::maybe_run()` first: the runtime re-executes this
 //! binary as its helper.
@@ -27,8 +29,8 @@ use rcompose_runtime::container::rootfs::RootfsSource;
 use rcompose_runtime::container::spec::{build_spec, SpecError};
 use thiserror::Error;
 
-const USAGE: &str =
-    "usage: bench_run [--overlay] [--warmup K] [--emit-spec FILE] ROOTFS STATE_DIR N";
+const USAGE: &str = "usage: bench_run [--overlay] [--warmup K] [--security-opt OPT]... \
+     [--emit-spec FILE] ROOTFS STATE_DIR N";
 const DEFAULT_WARMUP: usize = 3;
 
 #[derive(Debug, Error)]
@@ -59,6 +61,7 @@ struct Options {
     overlay: bool,
     warmup: usize,
     emit_spec: Option<PathBuf>,
+    security_opt: Vec<String>,
     rootfs: PathBuf,
     state_dir: PathBuf,
     runs: usize,
@@ -109,6 +112,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, BenchEr
     let mut overlay = false;
     let mut warmup = DEFAULT_WARMUP;
     let mut emit_spec = None;
+    let mut security_opt = Vec::new();
     let mut positional = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -120,6 +124,12 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, BenchEr
                     .ok_or_else(|| usage("--emit-spec needs a FILE"))?;
                 emit_spec = Some(PathBuf::from(path));
             }
+            "--security-opt" => {
+                let opt = args
+                    .next()
+                    .ok_or_else(|| usage("--security-opt needs a value"))?;
+                security_opt.push(opt);
+            }
             flag if flag.starts_with("--") => return Err(usage(&format!("unknown flag {flag}"))),
             _ => positional.push(arg),
         }
@@ -130,6 +140,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, BenchEr
         overlay,
         warmup,
         emit_spec,
+        security_opt,
         rootfs: PathBuf::from(rootfs),
         state_dir: PathBuf::from(state_dir),
         runs: parse_count("N", Some(runs))?,
@@ -151,11 +162,7 @@ fn run(options: &Options) -> Result<(), BenchError> {
     // Each invocation gets its own cgroup parent so concurrent runs never collide.
     let cgroup_parent = format!("/rcompose-bench-{}", std::process::id());
     if let Some(path) = &options.emit_spec {
-        emit_spec(
-            &options.rootfs,
-            &format!("{cgroup_parent}-runc/bench"),
-            path,
-        )?;
+        emit_spec(options, &format!("{cgroup_parent}-runc/bench"), path)?;
     }
     let mut runtime = Runtime::new(Path::new("/proc/self/exe"), &options.state_dir)
         .map_err(BenchError::Helper)?;
@@ -191,7 +198,7 @@ impl Bench<'_> {
     fn one_container(&mut self, name: &str, run: usize) -> Result<Timing, BenchError> {
         let id = format!("bench-{}-{name}", std::process::id());
         let lifecycle = |source| BenchError::Lifecycle { run, source };
-        let config = true_config();
+        let config = true_config(self.options);
         let image = ImageConfiguration::default();
         let cgroups_path = format!("{}/{id}", self.cgroup_parent);
         let begin = Instant::now();
@@ -228,11 +235,13 @@ impl Bench<'_> {
 }
 
 /// The container every run uses: `/bin/true`, defaults otherwise (private
-/// namespaces, Docker's default seccomp profile and capabilities).
-fn true_config() -> ContainerConfig {
+/// namespaces, Docker's default seccomp profile and capabilities) unless
+/// `--security-opt` says otherwise.
+fn true_config(options: &Options) -> ContainerConfig {
     ContainerConfig {
         command: Some(vec!["/bin/true".into()]),
         hostname: Some("bench".into()),
+        security_opt: options.security_opt.clone(),
         ..ContainerConfig::default()
     }
 }
@@ -245,16 +254,17 @@ fn rootfs_source(options: &Options) -> RootfsSource {
     }
 }
 
-/// Writes the spec rcompose would run `/bin/true` with, rooted at `rootfs`.
-fn emit_spec(rootfs: &Path, cgroups_path: &str, path: &Path) -> Result<(), BenchError> {
+/// Writes the spec rcompose would run `/bin/true` with, rooted at the plain
+/// (canonical) rootfs dir.
+fn emit_spec(options: &Options, cgroups_path: &str, path: &Path) -> Result<(), BenchError> {
     let write_error = |source| BenchError::WriteSpec {
         path: path.to_path_buf(),
         source,
     };
-    let root = std::fs::canonicalize(rootfs).map_err(write_error)?;
+    let root = std::fs::canonicalize(&options.rootfs).map_err(write_error)?;
     let spec = build_spec(
         &ImageConfiguration::default(),
-        &true_config(),
+        &true_config(options),
         &root,
         cgroups_path,
     )?;
@@ -289,8 +299,19 @@ mod tests {
 
     #[test]
     fn flags_and_positionals_are_read_in_any_order() {
-        let options = parse_args(args(&["/r", "--overlay", "/s", "--warmup", "0", "7"])).unwrap();
+        let options = parse_args(args(&[
+            "/r",
+            "--overlay",
+            "/s",
+            "--warmup",
+            "0",
+            "--security-opt",
+            "seccomp=unconfined",
+            "7",
+        ]))
+        .unwrap();
         assert!(options.overlay);
+        assert_eq!(options.security_opt, ["seccomp=unconfined"]);
         assert_eq!(options.warmup, 0);
         assert_eq!(options.rootfs, Path::new("/r"));
         assert_eq!(options.state_dir, Path::new("/s"));
