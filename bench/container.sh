@@ -32,28 +32,59 @@ RESULTS=$REPO/bench/container-results.md
 WORK=$(mktemp -d /tmp/rcompose-bench-XXXXXX)
 RUNC_ROOT=$WORK/runc-root
 RUNC_ID=rcbench-$$
+# Every cgroup this run makes (bench_run's containers, both runc bundles) lives under
+# this parent, so cleanup touches nothing else.
+CGROUP_PARENT=/rcompose-bench-$$
+CHILD=
+
+# Runs a command in the background and waits, so a signal reaches the trap at once.
+run_child() {
+    "$@" &
+    CHILD=$!
+    wait "$CHILD"
+    CHILD=
+}
+
+cgroup_dirs() { # every hierarchy's copy of our cgroup parent
+    for hier in /sys/fs/cgroup /sys/fs/cgroup/*; do
+        [ -d "$hier$CGROUP_PARENT" ] && echo "$hier$CGROUP_PARENT"
+    done
+}
 
 cleanup() {
     set +e
+    # The bench or hyperfine we started; a killed bench_run's helper exits with it.
+    if [ -n "$CHILD" ]; then
+        kill "$CHILD" 2>/dev/null
+        wait "$CHILD" 2>/dev/null
+    fi
     # runc containers a failed run may have left behind.
     if [ -d "$RUNC_ROOT" ]; then
         for id in $(runc --root "$RUNC_ROOT" list -q 2>/dev/null); do
             runc --root "$RUNC_ROOT" delete -f "$id" >/dev/null 2>&1
         done
     fi
+    # Container inits orphaned by an interrupted run (a created container waits for
+    # its start forever): only processes inside our own cgroups.
+    for dir in $(cgroup_dirs); do
+        find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null
+    done | sort -u | while read -r pid; do kill -9 "$pid" 2>/dev/null; done
     # Overlays mounted under the work dir, deepest first.
     awk -v w="$WORK" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
         while read -r point; do umount -l "$point"; done
-    # Cgroups of this bench: bench_run's parents, the emitted spec's parent, runc's id.
-    for hier in /sys/fs/cgroup /sys/fs/cgroup/*; do
-        for dir in "$hier"/rcompose-bench-* "$hier/$RUNC_ID"; do
-            [ -d "$dir" ] || continue
+    # Killed processes leave their cgroups a moment later: retry.
+    for _ in 1 2 3 4 5; do
+        for dir in $(cgroup_dirs); do
             find "$dir" -depth -type d -exec rmdir {} \; 2>/dev/null
         done
+        [ -z "$(cgroup_dirs)" ] && break
+        sleep 0.2
     done
+    [ -z "$(cgroup_dirs)" ] || echo "container.sh: could not remove $(cgroup_dirs)" >&2
     rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 need() { command -v "$1" >/dev/null || { echo "container.sh: $1 is required" >&2; exit 1; }; }
 [ "$(id -u)" = 0 ] || { echo "container.sh: needs root" >&2; exit 1; }
@@ -85,27 +116,32 @@ mkdir -p "$WORK/bundle-default" "$WORK/bundle-rcompose" "$RUNC_ROOT"
 jq --arg root "$ROOTFS" '
     .root = {path: $root, readonly: false}
     | .process.args = ["/bin/true"] | .process.terminal = false
-    | .linux.namespaces += [{type: "cgroup"}]' \
+    | .linux.namespaces += [{type: "cgroup"}]
+    | .linux.cgroupsPath = $cgroup' --arg cgroup "$CGROUP_PARENT/runc-default" \
     "$WORK/bundle-default/config.json" >"$WORK/config.tmp"
 mv "$WORK/config.tmp" "$WORK/bundle-default/config.json"
 # rcompose's own spec (no runs: N=0, no warm-up).
-"$BENCH" --warmup 0 --emit-spec "$WORK/bundle-rcompose/config.json" \
+BENCH_ARGS=(--cgroup-parent "$CGROUP_PARENT")
+"$BENCH" "${BENCH_ARGS[@]}" --warmup 0 --emit-spec "$WORK/bundle-rcompose/config.json" \
     "$ROOTFS" "$WORK/state-spec" 0
 
 # Per-run lines: "TOTAL_MS create=.. start=.. wait=.. delete=..".
 echo "== rcompose plain dir ($RUNS runs)" >&2
-"$BENCH" "$ROOTFS" "$WORK/state-dir" "$RUNS" >"$WORK/rcompose-dir.txt"
+run_child "$BENCH" "${BENCH_ARGS[@]}" "$ROOTFS" "$WORK/state-dir" "$RUNS" >"$WORK/rcompose-dir.txt"
 echo "== rcompose overlay ($RUNS runs)" >&2
-"$BENCH" --overlay "$ROOTFS" "$WORK/state-overlay" "$RUNS" >"$WORK/rcompose-overlay.txt"
+run_child "$BENCH" "${BENCH_ARGS[@]}" --overlay "$ROOTFS" "$WORK/state-overlay" "$RUNS" \
+    >"$WORK/rcompose-overlay.txt"
 echo "== rcompose plain dir, seccomp=unconfined ($RUNS runs)" >&2
-"$BENCH" --security-opt seccomp=unconfined "$ROOTFS" "$WORK/state-unconfined" "$RUNS" \
+run_child "$BENCH" "${BENCH_ARGS[@]}" --security-opt seccomp=unconfined \
+    "$ROOTFS" "$WORK/state-unconfined" "$RUNS" \
     >"$WORK/rcompose-unconfined.txt"
 
 hyperfine_json() { # NAME COMMAND
-    hyperfine -N --warmup 3 -r "$RUNS" --style none --export-json "$WORK/$1.json" "$2" >&2
+    run_child hyperfine -N --warmup 3 -r "$RUNS" --style none --export-json "$WORK/$1.json" "$2" >&2
 }
 echo "== rcompose cold, runc" >&2
-hyperfine_json rcompose-cold "$BENCH --warmup 0 --overlay $ROOTFS $WORK/state-cold 1"
+hyperfine_json rcompose-cold \
+    "$BENCH --cgroup-parent $CGROUP_PARENT --warmup 0 --overlay $ROOTFS $WORK/state-cold 1"
 hyperfine_json runc-default "runc --root $RUNC_ROOT run -b $WORK/bundle-default $RUNC_ID"
 hyperfine_json runc-rcompose "runc --root $RUNC_ROOT run -b $WORK/bundle-rcompose $RUNC_ID"
 

@@ -1,7 +1,7 @@
 //! Times create+start+wait+delete of `/bin/true` through the embedded runtime.
 //!
 //! Usage: `bench_run [--overlay] [--warmup K] [--security-opt OPT]... [--emit-spec FILE]
-//! ROOTFS STATE_DIR N`
+//! [--cgroup-parent PATH] ROOTFS STATE_DIR N`
 //!
 //! One helper serves every run (as in rcompose, where the supervisor keeps it), so
 //! the per-run figure is the steady-state cost of one container. After K warm-up
@@ -9,7 +9,9 @@
 //! `TOTAL_MS create=MS start=MS wait=MS delete=MS`. With `--emit-spec FILE` it also
 //! writes the OCI spec it gives libcontainer (for ROOTFS, before any run), so runc
 //! can be timed on exactly the same configuration. `--security-opt` takes Docker's
-//! values (e.g. `seccomp=unconfined`), to measure what a setting costs.
+//! values (e.g. `seccomp=unconfined`), to measure what a setting costs. Containers'
+//! cgroups go under `--cgroup-parent` (default `/rcompose-bench-<pid>`; the emitted
+//! spec uses `<parent>/runc`), so a caller can find and clean them.
 //!
 //! Needs root. `main` calls `helper::maybe_run()` first: the runtime re-executes this
 //! binary as its helper.
@@ -30,7 +32,7 @@ use rcompose_runtime::container::spec::{build_spec, SpecError};
 use thiserror::Error;
 
 const USAGE: &str = "usage: bench_run [--overlay] [--warmup K] [--security-opt OPT]... \
-     [--emit-spec FILE] ROOTFS STATE_DIR N";
+     [--emit-spec FILE] [--cgroup-parent PATH] ROOTFS STATE_DIR N";
 const DEFAULT_WARMUP: usize = 3;
 
 #[derive(Debug, Error)]
@@ -62,6 +64,7 @@ struct Options {
     warmup: usize,
     emit_spec: Option<PathBuf>,
     security_opt: Vec<String>,
+    cgroup_parent: String,
     rootfs: PathBuf,
     state_dir: PathBuf,
     runs: usize,
@@ -113,6 +116,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, BenchEr
     let mut warmup = DEFAULT_WARMUP;
     let mut emit_spec = None;
     let mut security_opt = Vec::new();
+    let mut cgroup_parent = format!("/rcompose-bench-{}", std::process::id());
     let mut positional = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -130,6 +134,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, BenchEr
                     .ok_or_else(|| usage("--security-opt needs a value"))?;
                 security_opt.push(opt);
             }
+            "--cgroup-parent" => {
+                cgroup_parent = args
+                    .next()
+                    .ok_or_else(|| usage("--cgroup-parent needs a PATH"))?;
+            }
             flag if flag.starts_with("--") => return Err(usage(&format!("unknown flag {flag}"))),
             _ => positional.push(arg),
         }
@@ -141,6 +150,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, BenchEr
         warmup,
         emit_spec,
         security_opt,
+        cgroup_parent,
         rootfs: PathBuf::from(rootfs),
         state_dir: PathBuf::from(state_dir),
         runs: parse_count("N", Some(runs))?,
@@ -159,20 +169,19 @@ fn usage(message: &str) -> BenchError {
 }
 
 fn run(options: &Options) -> Result<(), BenchError> {
-    // Each invocation gets its own cgroup parent so concurrent runs never collide.
-    let cgroup_parent = format!("/rcompose-bench-{}", std::process::id());
+    let cgroup_parent = options.cgroup_parent.as_str();
     if let Some(path) = &options.emit_spec {
-        emit_spec(options, &format!("{cgroup_parent}-runc/bench"), path)?;
+        emit_spec(options, &format!("{cgroup_parent}/runc"), path)?;
     }
     let mut runtime = Runtime::new(Path::new("/proc/self/exe"), &options.state_dir)
         .map_err(BenchError::Helper)?;
     let mut bench = Bench {
         runtime: &mut runtime,
         options,
-        cgroup_parent: &cgroup_parent,
+        cgroup_parent,
     };
     let result = bench.warm_up_and_time();
-    remove_cgroup_parent(&cgroup_parent);
+    remove_cgroup_parent(cgroup_parent);
     result
 }
 
@@ -272,8 +281,9 @@ fn emit_spec(options: &Options, cgroups_path: &str, path: &Path) -> Result<(), B
     std::fs::write(path, json).map_err(write_error)
 }
 
-/// The per-invocation cgroup parent in every hierarchy (v1 controllers, v2 root);
-/// libcontainer removes each container's own cgroup on delete.
+/// The cgroup parent in every hierarchy (v1 controllers, v2 root); libcontainer
+/// removes each container's own cgroup on delete. A parent still in use (a shared
+/// `--cgroup-parent`) is not empty, so its removal fails harmlessly.
 fn remove_cgroup_parent(parent: &str) {
     let relative = parent.trim_start_matches('/');
     let mut dirs = vec![Path::new("/sys/fs/cgroup").join(relative)];
@@ -311,6 +321,7 @@ mod tests {
         ]))
         .unwrap();
         assert!(options.overlay);
+        assert!(options.cgroup_parent.starts_with("/rcompose-bench-"));
         assert_eq!(options.security_opt, ["seccomp=unconfined"]);
         assert_eq!(options.warmup, 0);
         assert_eq!(options.rootfs, Path::new("/r"));
