@@ -90,6 +90,10 @@ fn main() {
             force_delete_of_running_container,
         ),
         ("duplicate_id_is_refused", duplicate_id_is_refused),
+        (
+            "unstarted_containers_go_with_their_caller",
+            unstarted_containers_go_with_their_caller,
+        ),
         ("memory_limit_oom_kills", memory_limit_oom_kills),
         ("seccomp_filter_is_loaded", seccomp_filter_is_loaded),
         ("cgroup_limits_are_read_only", cgroup_limits_are_read_only),
@@ -274,6 +278,21 @@ fn duplicate_id_is_refused(f: &mut Fixture) -> TestResult {
     let status = f.runtime.wait(&id).map_err(|e| e.to_string())?;
     check_eq(&status.code, &0, "exit code of the first container")?;
     f.delete_and_check_clean(&id)
+}
+
+/// A caller that exits between create and start leaves nothing behind: its helper removes
+/// the container, which would otherwise wait for its start forever.
+fn unstarted_containers_go_with_their_caller(f: &mut Fixture) -> TestResult {
+    let short_lived = Runtime::new(Path::new("/proc/self/exe"), &f.state_root)
+        .map_err(|e| format!("starting a second helper: {e}"))?;
+    let original = std::mem::replace(&mut f.runtime, short_lived);
+    let id = f.next_id();
+    let (stdio, _out, _err) = piped_stdio()?;
+    let created = f.create(&id, &["true"], config(), true, stdio);
+    // Dropping the runtime closes the helper's socket and waits for the helper to exit.
+    drop(std::mem::replace(&mut f.runtime, original));
+    created?;
+    f.check_clean(&id)
 }
 
 fn memory_limit_oom_kills(f: &mut Fixture) -> TestResult {

@@ -345,11 +345,31 @@ impl Helper {
             }
             if socket_ready {
                 let Some((request, fds)) = recv_message::<Request>(socket)? else {
+                    self.remove_unstarted();
                     return Ok(());
                 };
                 if let Some(reply) = self.handle(request, fds) {
                     send_message(socket, &reply, &[]).map_err(HelperError::Socket)?;
                 }
+            }
+        }
+    }
+
+    /// The caller is gone. A container it created but never started would wait for its
+    /// start forever, holding its cgroups: remove it. Started containers keep running,
+    /// for a new supervisor to adopt.
+    fn remove_unstarted(&mut self) {
+        let unstarted: Vec<String> = self
+            .containers
+            .iter_mut()
+            .filter_map(|(id, entry)| {
+                let _ = entry.container.refresh_status();
+                (entry.container.status() == ContainerStatus::Created).then(|| id.clone())
+            })
+            .collect();
+        for id in unstarted {
+            if let Err(err) = self.delete(&id, true) {
+                eprintln!("rcompose container helper: {err}");
             }
         }
     }
