@@ -7,7 +7,7 @@ mod common;
 
 use std::process::Command;
 
-use common::Project;
+use common::{Project, RootfsTar};
 
 fn docker_host() -> String {
     std::env::var("RCOMPOSE_TEST_DOCKER_HOST").expect(
@@ -33,31 +33,11 @@ fn docker(args: &[&str]) -> String {
 fn busybox_rootfs_tar() -> Vec<u8> {
     let busybox =
         std::fs::read("/bin/busybox").expect("/bin/busybox (apt-get install busybox-static)");
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_size(busybox.len() as u64);
-    header.set_mode(0o755);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(1_700_000_000);
-    header.set_cksum();
-    builder
-        .append_data(&mut header, "bin/busybox", &busybox[..])
-        .unwrap();
+    let mut rootfs = RootfsTar::new().file("bin/busybox", &busybox, 0o755);
     for applet in ["sh", "echo", "cat"] {
-        let mut link = tar::Header::new_gnu();
-        link.set_entry_type(tar::EntryType::Symlink);
-        link.set_size(0);
-        link.set_mode(0o777);
-        link.set_uid(0);
-        link.set_gid(0);
-        link.set_mtime(1_700_000_000);
-        link.set_cksum();
-        builder
-            .append_link(&mut link, format!("bin/{applet}"), "busybox")
-            .unwrap();
+        rootfs = rootfs.symlink(&format!("bin/{applet}"), "busybox");
     }
-    builder.into_inner().unwrap()
+    rootfs.build()
 }
 
 #[test]

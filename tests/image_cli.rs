@@ -3,33 +3,15 @@
 
 mod common;
 
-use common::Project;
+use common::{Project, RootfsTar};
 
-/// A tiny root filesystem tarball: a few files, a directory, a symlink.
+/// A tiny root filesystem tarball: a few files, a symlink.
 fn rootfs_tar() -> Vec<u8> {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, body: &[u8], mode: u32| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(body.len() as u64);
-        header.set_mode(mode);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(1_700_000_000);
-        header.set_cksum();
-        builder.append_data(&mut header, path, body).unwrap();
-    };
-    add("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644);
-    add("bin/hello", b"#!/bin/sh\necho hello\n", 0o755);
-    let mut link = tar::Header::new_gnu();
-    link.set_entry_type(tar::EntryType::Symlink);
-    link.set_size(0);
-    link.set_mode(0o777);
-    link.set_uid(0);
-    link.set_gid(0);
-    link.set_mtime(1_700_000_000);
-    link.set_cksum();
-    builder.append_link(&mut link, "bin/hi", "hello").unwrap();
-    builder.into_inner().unwrap()
+    RootfsTar::new()
+        .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)
+        .file("bin/hello", b"#!/bin/sh\necho hello\n", 0o755)
+        .symlink("bin/hi", "hello")
+        .build()
 }
 
 fn rc<'a>(root: &'a str, args: &[&'a str]) -> Vec<&'a str> {

@@ -120,3 +120,46 @@ impl Run {
 pub fn repo_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
+
+/// Root filesystem tarballs for image tests: files and symlinks owned by root.
+pub struct RootfsTar {
+    builder: Option<tar::Builder<Vec<u8>>>,
+}
+
+impl RootfsTar {
+    pub fn new() -> RootfsTar {
+        RootfsTar {
+            builder: Some(tar::Builder::new(Vec::new())),
+        }
+    }
+
+    fn header(kind: tar::EntryType, size: u64, mode: u32) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_size(size);
+        header.set_mode(mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        header
+    }
+
+    pub fn file(mut self, path: &str, body: &[u8], mode: u32) -> RootfsTar {
+        let mut header = Self::header(tar::EntryType::Regular, body.len() as u64, mode);
+        let builder = self.builder.as_mut().unwrap();
+        builder.append_data(&mut header, path, body).unwrap();
+        self
+    }
+
+    pub fn symlink(mut self, path: &str, target: &str) -> RootfsTar {
+        let mut header = Self::header(tar::EntryType::Symlink, 0, 0o777);
+        let builder = self.builder.as_mut().unwrap();
+        builder.append_link(&mut header, path, target).unwrap();
+        self
+    }
+
+    pub fn build(mut self) -> Vec<u8> {
+        self.builder.take().unwrap().into_inner().unwrap()
+    }
+}

@@ -22,16 +22,21 @@ pub(crate) struct LockGuard {
     _file: File,
 }
 
-/// Blocks until the lock on `path` (created if missing) is held in the given mode.
-/// Each call opens its own descriptor, so two threads of one process exclude each
-/// other just as two processes do.
-pub(crate) fn lock_file(path: &Path, kind: LockKind) -> io::Result<LockGuard> {
-    let file = OpenOptions::new()
+/// The lock file, created if missing; its content is never used.
+fn open_lock_file(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(path)?;
+        .open(path)
+}
+
+/// Blocks until the lock on `path` (created if missing) is held in the given mode.
+/// Each call opens its own descriptor, so two threads of one process exclude each
+/// other just as two processes do.
+pub(crate) fn lock_file(path: &Path, kind: LockKind) -> io::Result<LockGuard> {
+    let file = open_lock_file(path)?;
     let operation = match kind {
         LockKind::Shared => FlockOperation::LockShared,
         LockKind::Exclusive => FlockOperation::LockExclusive,
@@ -43,12 +48,7 @@ pub(crate) fn lock_file(path: &Path, kind: LockKind) -> io::Result<LockGuard> {
 /// Takes the lock only if nobody holds it in a conflicting mode right now.
 #[cfg(test)]
 pub(crate) fn try_lock_file(path: &Path, kind: LockKind) -> io::Result<Option<LockGuard>> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(path)?;
+    let file = open_lock_file(path)?;
     let operation = match kind {
         LockKind::Shared => FlockOperation::NonBlockingLockShared,
         LockKind::Exclusive => FlockOperation::NonBlockingLockExclusive,
