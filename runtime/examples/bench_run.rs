@@ -25,7 +25,7 @@ use oci_spec::image::ImageConfiguration;
 use rcompose_runtime::container::config::ContainerConfig;
 use rcompose_runtime::container::helper;
 use rcompose_runtime::container::lifecycle::{
-    ContainerStdio, CreateOptions, LifecycleError, Runtime,
+    ContainerOutput, CreateOptions, LifecycleError, Runtime,
 };
 use rcompose_runtime::container::rootfs::RootfsSource;
 use rcompose_runtime::container::spec::{build_spec, SpecError};
@@ -45,8 +45,6 @@ enum BenchError {
         #[source]
         source: LifecycleError,
     },
-    #[error("starting the container helper: {0}")]
-    Helper(#[source] LifecycleError),
     #[error("run {run}: /bin/true exited with {code}")]
     NonZeroExit { run: usize, code: i32 },
     #[error("building the spec for --emit-spec: {0}")]
@@ -173,8 +171,7 @@ fn run(options: &Options) -> Result<(), BenchError> {
     if let Some(path) = &options.emit_spec {
         emit_spec(options, &format!("{cgroup_parent}/runc"), path)?;
     }
-    let mut runtime = Runtime::new(Path::new("/proc/self/exe"), &options.state_dir)
-        .map_err(BenchError::Helper)?;
+    let mut runtime = Runtime::new(Path::new("/proc/self/exe"), &options.state_dir);
     let mut bench = Bench {
         runtime: &mut runtime,
         options,
@@ -218,7 +215,12 @@ impl Bench<'_> {
                 image: &image,
                 config: &config,
                 cgroups_path: &cgroups_path,
-                stdio: ContainerStdio::default(),
+                stdin: None,
+                // Like `runc run` with no terminal: output discarded, no log written.
+                output: ContainerOutput::Direct {
+                    stdout: None,
+                    stderr: None,
+                },
             })
             .map_err(lifecycle)?;
         let created = Instant::now();

@@ -19,9 +19,13 @@ use std::time::Instant;
 
 use oci_spec::image::ImageConfiguration;
 use rcompose_runtime::container::config::{ContainerConfig, Resources};
-use rcompose_runtime::container::helper::{self, ExitStatus, State};
-use rcompose_runtime::container::lifecycle::{ContainerStdio, CreateOptions, Runtime};
+use rcompose_runtime::container::helper;
+use rcompose_runtime::container::lifecycle::{
+    ContainerOutput, CreateOptions, ExecOptions, Runtime,
+};
 use rcompose_runtime::container::rootfs::{mount_points, RootfsSource};
+use rcompose_runtime::container::status::{ExitStatus, State};
+use rcompose_runtime::logs::{LogOptions, LogReader, ReadOptions, Stream};
 
 type TestResult = Result<(), String>;
 type TestFn = fn(&mut Fixture) -> TestResult;
@@ -63,8 +67,7 @@ fn main() {
         }
     };
     let state_root = work.path().join("state");
-    let runtime = Runtime::new(Path::new("/proc/self/exe"), &state_root)
-        .unwrap_or_else(|err| panic!("starting the helper: {err}"));
+    let runtime = Runtime::new(Path::new("/proc/self/exe"), &state_root);
     let mut fixture = Fixture {
         runtime,
         state_root,
@@ -100,6 +103,31 @@ fn main() {
         (
             "bad_command_fails_create_cleanly",
             bad_command_fails_create_cleanly,
+        ),
+        (
+            "logs_hold_exactly_what_was_printed",
+            logs_hold_exactly_what_was_printed,
+        ),
+        ("exec_without_tty", exec_without_tty),
+        ("exec_with_tty", exec_with_tty),
+        (
+            "exec_in_a_stopped_container_is_refused",
+            exec_in_a_stopped_container_is_refused,
+        ),
+        ("stop_escalates_to_sigkill", stop_escalates_to_sigkill),
+        ("stop_lets_a_handler_finish", stop_lets_a_handler_finish),
+        ("pause_and_resume", pause_and_resume),
+        (
+            "restart_keeps_filesystem_and_log",
+            restart_keeps_filesystem_and_log,
+        ),
+        (
+            "containers_outlive_their_caller",
+            containers_outlive_their_caller,
+        ),
+        (
+            "sigpipe_has_its_default_action",
+            sigpipe_has_its_default_action,
         ),
         ("timing_true_median_of_50", timing_true_median_of_50),
     ];
@@ -253,7 +281,7 @@ fn force_delete_of_running_container(f: &mut Fixture) -> TestResult {
     f.create(&id, &["sleep", "30"], config(), true, stdio)?;
     f.runtime.start(&id).map_err(|e| e.to_string())?;
     match f.runtime.delete(&id, false) {
-        Err(err) if err.to_string().contains("still running") => {}
+        Err(err) if err.to_string().contains("is running") => {}
         other => return Err(format!("delete without force: {other:?}")),
     }
     f.runtime.delete(&id, true).map_err(|e| e.to_string())?;
@@ -280,19 +308,19 @@ fn duplicate_id_is_refused(f: &mut Fixture) -> TestResult {
     f.delete_and_check_clean(&id)
 }
 
-/// A caller that exits between create and start leaves nothing behind: its helper removes
-/// the container, which would otherwise wait for its start forever.
+/// A caller that exits between create and start leaves nothing behind: the
+/// container's monitor removes it, as it would otherwise wait for its start forever.
 fn unstarted_containers_go_with_their_caller(f: &mut Fixture) -> TestResult {
-    let short_lived = Runtime::new(Path::new("/proc/self/exe"), &f.state_root)
-        .map_err(|e| format!("starting a second helper: {e}"))?;
+    let short_lived = Runtime::new(Path::new("/proc/self/exe"), &f.state_root);
     let original = std::mem::replace(&mut f.runtime, short_lived);
     let id = f.next_id();
     let (stdio, _out, _err) = piped_stdio()?;
     let created = f.create(&id, &["true"], config(), true, stdio);
-    // Dropping the runtime closes the helper's socket and waits for the helper to exit.
+    // Dropping the runtime closes the helper's socket and waits for the helper to
+    // exit; the monitor notices and removes the container.
     drop(std::mem::replace(&mut f.runtime, original));
     created?;
-    f.check_clean(&id)
+    eventually(|| f.check_clean(&id))
 }
 
 fn memory_limit_oom_kills(f: &mut Fixture) -> TestResult {
@@ -372,6 +400,240 @@ fn bad_command_fails_create_cleanly(f: &mut Fixture) -> TestResult {
     f.check_clean(&id)
 }
 
+fn logs_hold_exactly_what_was_printed(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    let script = "echo out-1; echo err-1 >&2; echo out-2; printf no-newline";
+    f.create_logged(&id, &["sh", "-c", script], config())?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    let status = f.runtime.wait(&id).map_err(|e| e.to_string())?;
+    check_eq(&status.code, &0, "exit code")?;
+    let mut records = f.log_records(&id)?;
+    // The two streams are separate pipes: only the order within each is defined.
+    records.sort_by_key(|(stream, _)| *stream == Stream::Stderr);
+    let want = vec![
+        (Stream::Stdout, "out-1\n".to_string()),
+        (Stream::Stdout, "out-2\n".to_string()),
+        (Stream::Stdout, "no-newline".to_string()),
+        (Stream::Stderr, "err-1\n".to_string()),
+    ];
+    check_eq(&records, &want, "log records")?;
+    f.delete_and_check_clean(&id)
+}
+
+fn exec_without_tty(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    let mut cfg = config();
+    cfg.env = vec!["FROM_CONTAINER=1".into(), "OVERRIDDEN=old".into()];
+    f.create_logged(&id, &["sleep", "30"], cfg)?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    let (out_r, out_w) = pipe()?;
+    let out = drain(out_r);
+    let session = f
+        .runtime
+        .exec(
+            &id,
+            ExecOptions {
+                args: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "echo $FROM_CONTAINER $OVERRIDDEN; id -u; pwd; exit 5".into(),
+                ],
+                env: vec!["OVERRIDDEN=new".into()],
+                user: Some("nobody".into()),
+                working_dir: Some("/tmp".into()),
+                stdout: Some(out_w),
+                ..ExecOptions::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let code = session.wait().map_err(|e| e.to_string())?;
+    let stdout = out.join().map_err(|_| "reader thread panicked")?;
+    f.runtime.delete(&id, true).map_err(|e| e.to_string())?;
+    f.check_clean(&id)?;
+    check_eq(&code, &5, "exec exit code")?;
+    check_eq(&stdout.as_str(), &"1 new\n65534\n/tmp\n", "exec output")
+}
+
+fn exec_with_tty(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    f.create_logged(&id, &["sleep", "30"], config())?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    let session = f
+        .runtime
+        .exec(
+            &id,
+            ExecOptions {
+                args: vec!["sh".into(), "-c".into(), "tty; echo $TERM; exit 4".into()],
+                tty: true,
+                console_size: Some((24, 80)),
+                ..ExecOptions::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let master = session
+        .pty_master
+        .as_ref()
+        .ok_or("no pty master came back")?
+        .try_clone()
+        .map_err(|e| e.to_string())?;
+    // The master reports EIO once the process (the only slave holder) is gone.
+    let mut output = Vec::new();
+    let _ = fs::File::from(master).read_to_end(&mut output);
+    let code = session.wait().map_err(|e| e.to_string())?;
+    f.runtime.delete(&id, true).map_err(|e| e.to_string())?;
+    f.check_clean(&id)?;
+    check_eq(&code, &4, "exec exit code")?;
+    let output = String::from_utf8_lossy(&output);
+    if !output.starts_with("/dev/pts/") || !output.contains("xterm\r\n") {
+        return Err(format!("tty output: {output:?}"));
+    }
+    Ok(())
+}
+
+fn exec_in_a_stopped_container_is_refused(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    f.create_logged(&id, &["true"], config())?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    f.runtime.wait(&id).map_err(|e| e.to_string())?;
+    let options = ExecOptions {
+        args: vec!["true".into()],
+        ..ExecOptions::default()
+    };
+    match f.runtime.exec(&id, options) {
+        Err(err) if err.to_string().contains("is not running") => {}
+        Err(err) => return Err(format!("exec in a stopped container: {err}")),
+        Ok(_) => return Err("exec in a stopped container started".into()),
+    }
+    f.delete_and_check_clean(&id)
+}
+
+/// PID 1 without a handler ignores SIGTERM: stop must fall back to SIGKILL.
+fn stop_escalates_to_sigkill(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    f.create_logged(&id, &["sleep", "30"], config())?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    let grace = std::time::Duration::from_millis(300);
+    let started = Instant::now();
+    let status = f.runtime.stop(&id, 15, grace).map_err(|e| e.to_string())?;
+    let took = started.elapsed();
+    check_eq(&status.code, &137, "exit code after the grace period")?;
+    if took < grace {
+        return Err(format!(
+            "SIGKILL came after {took:?}, before the grace period"
+        ));
+    }
+    f.delete_and_check_clean(&id)
+}
+
+fn stop_lets_a_handler_finish(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    let script = "trap 'echo bye; exit 3' TERM; echo ready; while true; do sleep 0.05; done";
+    f.create_logged(&id, &["sh", "-c", script], config())?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    // The trap must be installed before the signal comes.
+    eventually(|| {
+        let records = f.log_records(&id)?;
+        if records.iter().any(|(_, line)| line == "ready\n") {
+            Ok(())
+        } else {
+            Err("the script never became ready".into())
+        }
+    })?;
+    let grace = std::time::Duration::from_secs(20);
+    let status = f.runtime.stop(&id, 15, grace).map_err(|e| e.to_string())?;
+    check_eq(&status.code, &3, "exit code of the trap")?;
+    let records = f.log_records(&id)?;
+    if !records.iter().any(|(_, line)| line == "bye\n") {
+        return Err(format!("the handler's output is missing: {records:?}"));
+    }
+    f.delete_and_check_clean(&id)
+}
+
+fn pause_and_resume(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    f.create_logged(&id, &["sleep", "30"], config())?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    f.runtime.pause(&id).map_err(|e| e.to_string())?;
+    let state = f.runtime.state(&id).map_err(|e| e.to_string())?;
+    check_eq(&state.state, &State::Paused, "state after pause")?;
+    let freezer = cgroup_dirs(&f.cgroups_path(&id))
+        .into_iter()
+        .map(|d| d.join("freezer.state"))
+        .find(|p| p.exists());
+    if let Some(path) = freezer {
+        let text = fs::read_to_string(&path).map_err(|e| e.to_string())?;
+        check_eq(&text.trim(), &"FROZEN", "freezer.state")?;
+    }
+    f.runtime.resume(&id).map_err(|e| e.to_string())?;
+    let state = f.runtime.state(&id).map_err(|e| e.to_string())?;
+    check_eq(&state.state, &State::Running, "state after resume")?;
+    // Stopping a paused container works too (it is thawed first).
+    f.runtime.pause(&id).map_err(|e| e.to_string())?;
+    let status = f
+        .runtime
+        .stop(&id, 15, std::time::Duration::from_millis(100))
+        .map_err(|e| e.to_string())?;
+    check_eq(
+        &status.code,
+        &137,
+        "exit code of a stopped paused container",
+    )?;
+    f.delete_and_check_clean(&id)
+}
+
+fn restart_keeps_filesystem_and_log(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    let script = "echo run >> /runs; wc -l < /runs";
+    f.create_logged(&id, &["sh", "-c", script], config())?;
+    for _ in 0..2 {
+        f.runtime.start(&id).map_err(|e| e.to_string())?;
+        let status = f.runtime.wait(&id).map_err(|e| e.to_string())?;
+        check_eq(&status.code, &0, "exit code")?;
+    }
+    let lines: Vec<String> = f
+        .log_records(&id)?
+        .into_iter()
+        .map(|(_, line)| line.trim().to_string())
+        .collect();
+    check_eq(
+        &lines,
+        &vec!["1".to_string(), "2".to_string()],
+        "log of two runs",
+    )?;
+    f.delete_and_check_clean(&id)
+}
+
+/// The caller's death loses nothing: a new runtime (a new supervisor) finds the
+/// container running, its log complete and its exit code.
+fn containers_outlive_their_caller(f: &mut Fixture) -> TestResult {
+    let first = Runtime::new(Path::new("/proc/self/exe"), &f.state_root);
+    let original = std::mem::replace(&mut f.runtime, first);
+    let id = f.next_id();
+    let script = "echo early; sleep 0.5; echo late; exit 7";
+    let created = f
+        .create_logged(&id, &["sh", "-c", script], config())
+        .and_then(|_| f.runtime.start(&id).map_err(|e| e.to_string()));
+    drop(std::mem::replace(&mut f.runtime, original));
+    created?;
+    let state = f.runtime.state(&id).map_err(|e| e.to_string())?;
+    check_eq(&state.state, &State::Running, "state seen by a new runtime")?;
+    let status = f.runtime.wait(&id).map_err(|e| e.to_string())?;
+    check_eq(&status.code, &7, "exit code collected by the new runtime")?;
+    let lines: Vec<String> = f.log_records(&id)?.into_iter().map(|(_, l)| l).collect();
+    check_eq(&lines, &vec!["early\n".into(), "late\n".into()], "log")?;
+    f.delete_and_check_clean(&id)
+}
+
+/// Rust ignores SIGPIPE in its own processes; containers must not inherit that.
+fn sigpipe_has_its_default_action(f: &mut Fixture) -> TestResult {
+    let run = f.run(&["grep", "^SigIgn:", "/proc/self/status"], config(), true)?;
+    check_eq(
+        &run.stdout.as_str(),
+        &"SigIgn:\t0000000000000000\n",
+        "ignored signals",
+    )
+}
+
 fn timing_true_median_of_50(f: &mut Fixture) -> TestResult {
     for overlay in [true, false] {
         let mut times = Vec::with_capacity(50);
@@ -414,11 +676,19 @@ fn check_eq<T: PartialEq + std::fmt::Debug>(got: &T, want: &T, what: &str) -> Te
 
 type Reader = JoinHandle<String>;
 
+/// The container's streams; `None` is /dev/null.
+#[derive(Default)]
+struct TestStdio {
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
+
 /// stdout and stderr pipes, with threads draining the read ends.
-fn piped_stdio() -> Result<(ContainerStdio, Reader, Reader), String> {
+fn piped_stdio() -> Result<(TestStdio, Reader, Reader), String> {
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
-    let stdio = ContainerStdio {
+    let stdio = TestStdio {
         stdin: None,
         stdout: Some(out_w),
         stderr: Some(err_w),
@@ -438,7 +708,55 @@ fn drain(fd: OwnedFd) -> Reader {
     })
 }
 
+/// Retries `check` for up to 5 s (for what another process does asynchronously).
+fn eventually(mut check: impl FnMut() -> TestResult) -> TestResult {
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match check() {
+            Ok(()) => return Ok(()),
+            Err(err) if Instant::now() >= deadline => return Err(err),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
 impl Fixture {
+    /// Creates a container whose output goes to its json-file log.
+    fn create_logged(
+        &mut self,
+        id: &str,
+        command: &[&str],
+        mut cfg: ContainerConfig,
+    ) -> Result<i32, String> {
+        cfg.command = Some(command.iter().map(|s| s.to_string()).collect());
+        let cgroups_path = self.cgroups_path(id);
+        let image = ImageConfiguration::default();
+        self.runtime
+            .create(CreateOptions {
+                id,
+                rootfs: RootfsSource::Layers(vec![self.busybox.clone()]),
+                image: &image,
+                config: &cfg,
+                cgroups_path: &cgroups_path,
+                stdin: None,
+                output: ContainerOutput::Log(LogOptions::default()),
+            })
+            .map_err(|e| e.to_string())
+    }
+
+    /// The container's log as (stream, line) pairs.
+    fn log_records(&self, id: &str) -> Result<Vec<(Stream, String)>, String> {
+        let reader = LogReader::open(self.runtime.log_path(id), &ReadOptions::default())
+            .map_err(|e| e.to_string())?;
+        reader
+            .map(|record| {
+                record
+                    .map(|r| (r.stream, String::from_utf8_lossy(&r.line).into_owned()))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
     fn next_id(&mut self) -> String {
         self.counter += 1;
         format!("t{}-{}", std::process::id(), self.counter)
@@ -454,7 +772,7 @@ impl Fixture {
         command: &[&str],
         mut cfg: ContainerConfig,
         overlay: bool,
-        stdio: ContainerStdio,
+        stdio: TestStdio,
     ) -> Result<i32, String> {
         cfg.command = Some(command.iter().map(|s| s.to_string()).collect());
         let rootfs = if overlay {
@@ -470,7 +788,7 @@ impl Fixture {
         id: &str,
         rootfs: RootfsSource,
         cfg: ContainerConfig,
-        stdio: ContainerStdio,
+        stdio: TestStdio,
     ) -> Result<i32, String> {
         let cgroups_path = self.cgroups_path(id);
         let image = ImageConfiguration::default();
@@ -481,7 +799,11 @@ impl Fixture {
                 image: &image,
                 config: &cfg,
                 cgroups_path: &cgroups_path,
-                stdio,
+                stdin: stdio.stdin,
+                output: ContainerOutput::Direct {
+                    stdout: stdio.stdout,
+                    stderr: stdio.stderr,
+                },
             })
             .map_err(|e| e.to_string())
     }
@@ -587,8 +909,11 @@ fn busybox_rootfs(work: &Path) -> Result<PathBuf, String> {
         }
     }
     let files = [
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-        ("etc/group", "root:x:0:\n"),
+        (
+            "etc/passwd",
+            "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+        ),
+        ("etc/group", "root:x:0:\nnogroup:x:65534:\n"),
         ("etc/hostname-marker", "busybox\n"),
     ];
     for (path, text) in files {

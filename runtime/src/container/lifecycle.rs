@@ -1,27 +1,43 @@
-//! A small typed API over the helper: create, start, wait, kill, delete, state.
+//! The typed API over the helper and the monitors: create, start, stop, kill,
+//! pause, resume, wait, exec, state, delete.
 //!
 //! Layout under the runtime's state root:
-//! - `containers/<id>/`: the bundle (`config.json`) and the overlay dirs
-//!   (`upper`, `work`, `merged`); removed by delete;
-//! - `run/<id>/`: libcontainer's own state (`state.json`, `notify.sock`).
+//! - `containers/<id>/`: the bundle (`config.json`), `monitor.json` (how to
+//!   recreate the monitor on a restart), the overlay dirs (`upper`, `work`,
+//!   `merged`), the json-file log `<id>-json.log`, `exit.json` after a run,
+//!   `monitor.sock` while a monitor serves the container; removed by delete;
+//! - `run/<id>/`: libcontainer's own state while a process exists.
+//!
+//! Everything but create and restart talks to the container's monitor directly,
+//! so any process (a new supervisor after a crash, a CLI command) can operate on
+//! a container, and calls for different containers can run in parallel.
 //!
 //! The root filesystem is prepared here, in the caller's process (mounting is
 //! thread-safe and the host mount namespace is shared), because `build_spec` needs
-//! it to resolve the user from the image's `/etc/passwd`. Everything libcontainer
-//! does happens in the helper.
+//! it to resolve the user from the image's `/etc/passwd`.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::{BoxBuilder, Process, Spec};
 use thiserror::Error;
 
 use super::config::ContainerConfig;
-use super::helper::{ContainerState, ExitStatus, HelperClient, HelperError, Reply, Request};
+use super::helper::{HelperClient, HelperError, Reply, Request};
+use super::monitor::{self, MonitorConfig, MonitorReply, MonitorRequest, Output};
 use super::rootfs::{self, RootfsError, RootfsSource};
 use super::spec::{build_spec, SpecError};
+use super::status::{ContainerState, ExitRecord, ExitStatus, State};
+use super::user::{resolve_user, UserError};
+use super::wire::{self, WireError};
+use crate::logs::LogOptions;
+
+/// The file in a container's directory that tells how to recreate its monitor.
+const MONITOR_CONFIG: &str = "monitor.json";
 
 #[derive(Debug, Error)]
 pub enum LifecycleError {
@@ -29,6 +45,12 @@ pub enum LifecycleError {
     InvalidId(String),
     #[error("container {0} already exists (delete it first)")]
     Exists(String),
+    #[error("no such container: {0}")]
+    NotFound(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("container {0} is running: stop it first, or force the removal")]
+    StillRunning(String),
     #[error("container {id}: rootfs: {source}")]
     Rootfs {
         id: String,
@@ -41,10 +63,27 @@ pub enum LifecycleError {
         #[source]
         source: SpecError,
     },
+    #[error("exec in {id}: {source}")]
+    ExecUser {
+        id: String,
+        #[source]
+        source: UserError,
+    },
+    #[error("exec in {id}: {reason}")]
+    ExecOptions { id: String, reason: String },
     #[error(transparent)]
     Helper(#[from] HelperError),
-    #[error("opening /dev/null for the container's stdio: {0}")]
-    DevNull(#[source] io::Error),
+    #[error("container {id}: {action}: {source}")]
+    Io {
+        id: String,
+        action: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("container {id}: talking to its monitor: {reason}")]
+    Monitor { id: String, reason: String },
+    #[error("{0}")]
+    Refused(String),
     #[error("container helper answered {request} with an unexpected reply: {reply}")]
     UnexpectedReply {
         request: &'static str,
@@ -52,15 +91,25 @@ pub enum LifecycleError {
     },
 }
 
-/// The container's standard streams. `None` connects that stream to `/dev/null`.
-/// The runtime keeps no copy: the read ends the caller holds reach EOF when the
-/// container's processes have all exited. Drain them while it runs (a pipe holds
-/// 64 KiB).
-#[derive(Debug, Default)]
-pub struct ContainerStdio {
-    pub stdin: Option<OwnedFd>,
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
+/// Where the container's stdout and stderr go.
+#[derive(Debug)]
+pub enum ContainerOutput {
+    /// Docker's json-file log in the container's directory (see
+    /// [`Runtime::log_path`]), written by its monitor, kept across restarts.
+    Log(LogOptions),
+    /// The caller's descriptors; `None` is `/dev/null`. The read end of a pipe
+    /// reaches EOF when the container's processes have all exited; drain it while
+    /// it runs (a pipe holds 64 KiB). Such a container cannot be restarted.
+    Direct {
+        stdout: Option<OwnedFd>,
+        stderr: Option<OwnedFd>,
+    },
+}
+
+impl Default for ContainerOutput {
+    fn default() -> Self {
+        ContainerOutput::Log(LogOptions::default())
+    }
 }
 
 /// What to create.
@@ -71,28 +120,101 @@ pub struct CreateOptions<'a> {
     pub config: &'a ContainerConfig,
     /// Absolute cgroup path, e.g. `/rcompose/<project>/<id>`.
     pub cgroups_path: &'a str,
-    pub stdio: ContainerStdio,
+    /// `None` is `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+    pub output: ContainerOutput,
 }
 
-/// Runs containers through one helper process.
+/// A process to run in a running container (`docker exec`).
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries added to (or replacing those of) the container's.
+    pub env: Vec<String>,
+    /// `user[:group]`; `None` runs as the container's user.
+    pub user: Option<String>,
+    /// Absolute; `None` uses the container's working directory.
+    pub working_dir: Option<String>,
+    /// Run on a new pseudo-terminal, whose master comes back in [`ExecSession`].
+    pub tty: bool,
+    /// Rows and columns of the terminal.
+    pub console_size: Option<(u32, u32)>,
+    /// Without a tty: the process's streams, `None` being `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// A started exec'd process.
+pub struct ExecSession {
+    pub pid: i32,
+    /// With a tty: the terminal's master side (write input, read output).
+    pub pty_master: Option<OwnedFd>,
+    id: String,
+    connection: OwnedFd,
+}
+
+impl ExecSession {
+    /// Blocks until the process exits; its exit code (128 + signal when killed).
+    pub fn wait(self) -> Result<i32, LifecycleError> {
+        match receive(&self.id, self.connection.as_fd())? {
+            MonitorReply::Exited { status } => Ok(status.code),
+            other => Err(unexpected_monitor_reply(&self.id, &other)),
+        }
+    }
+}
+
+/// Runs containers. Holds no per-container state: every fact lives on disk or
+/// in the containers' monitors.
 pub struct Runtime {
-    helper: HelperClient,
+    program: PathBuf,
+    helper: Option<HelperClient>,
     state_root: PathBuf,
 }
 
 impl Runtime {
-    /// Starts a helper from `program` (a binary whose `main` calls
-    /// `helper::maybe_run()` first) and keeps state under `state_root`.
-    pub fn new(program: &Path, state_root: impl Into<PathBuf>) -> Result<Runtime, LifecycleError> {
-        Ok(Runtime {
-            helper: HelperClient::spawn(program)?,
+    /// A runtime keeping state under `state_root`. `program` is a binary whose
+    /// `main` calls `helper::maybe_run()` first; it is started as the helper on
+    /// the first create.
+    pub fn new(program: &Path, state_root: impl Into<PathBuf>) -> Runtime {
+        Runtime {
+            program: program.to_path_buf(),
+            helper: None,
             state_root: state_root.into(),
-        })
+        }
     }
 
-    /// The directory holding a container's bundle and overlay.
+    /// The directory holding a container's bundle, overlay and log.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.state_root.join("containers").join(id)
+    }
+
+    /// The container's json-file log (with `ContainerOutput::Log`).
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        monitor::log_path(&self.container_dir(id), id)
+    }
+
+    /// The ids of every container under the state root, sorted.
+    pub fn list(&self) -> Result<Vec<String>, LifecycleError> {
+        let dir = self.state_root.join("containers");
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(LifecycleError::Io {
+                    id: String::new(),
+                    action: "listing containers",
+                    source,
+                })
+            }
+        };
+        let mut ids: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|id| validate_id(id).is_ok())
+            .collect();
+        ids.sort();
+        Ok(ids)
     }
 
     /// `runc create`: prepares the rootfs, builds the spec and creates the container,
@@ -112,18 +234,18 @@ impl Runtime {
                 source,
             }
         })?;
-        let result = self.create_on_rootfs(&options, &root, &container_dir);
+        let result = self.create_on_rootfs(options, &root, &container_dir);
         if result.is_err() {
             // Leave nothing mounted or half-made behind a failed create.
             let _ = rootfs::teardown(&container_dir);
-            let _ = std::fs::remove_dir_all(&container_dir);
+            let _ = fs::remove_dir_all(&container_dir);
         }
         result
     }
 
     fn create_on_rootfs(
         &mut self,
-        options: &CreateOptions<'_>,
+        options: CreateOptions<'_>,
         root: &Path,
         container_dir: &Path,
     ) -> Result<i32, LifecycleError> {
@@ -134,102 +256,442 @@ impl Runtime {
                 source,
             },
         )?;
-        std::fs::create_dir_all(container_dir).map_err(|source| LifecycleError::Rootfs {
-            id: id.to_string(),
-            source: RootfsError::Io {
-                action: "creating",
-                path: container_dir.to_path_buf(),
-                source,
-            },
-        })?;
-        let stdio = stdio_fds(&options.stdio)?;
-        let request = Request::Create {
+        fs::create_dir_all(container_dir).map_err(|source| io_error(id, "creating", source))?;
+        let (output, direct) = match options.output {
+            ContainerOutput::Log(log) => (Output::Log { options: log }, None),
+            ContainerOutput::Direct { stdout, stderr } => (
+                Output::Direct,
+                Some([or_dev_null(stdout, true)?, or_dev_null(stderr, true)?]),
+            ),
+        };
+        let config = MonitorConfig {
             id: id.to_string(),
             container_dir: container_dir.to_path_buf(),
-            state_root: self.state_root.join("run"),
-            spec: Box::new(spec),
+            state_root: self.libcontainer_root(),
+            cgroups_path: options.cgroups_path.to_string(),
+            output,
+            tty: options.config.tty,
         };
-        let fds = [stdio[0].as_fd(), stdio[1].as_fd(), stdio[2].as_fd()];
-        match self.helper.call(&request, &fds)? {
-            Reply::Created { pid } => Ok(pid),
-            other => Err(unexpected("create", &other)),
+        save_monitor_config(&config)?;
+        let stdin = or_dev_null(options.stdin, false)?;
+        let mut fds = vec![stdin.as_fd()];
+        fds.extend(direct.iter().flatten().map(|fd| fd.as_fd()));
+        self.spawn_monitor(config, Some(spec), &fds)
+    }
+
+    fn libcontainer_root(&self) -> PathBuf {
+        self.state_root.join("run")
+    }
+
+    fn spawn_monitor(
+        &mut self,
+        config: MonitorConfig,
+        spec: Option<Spec>,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<i32, LifecycleError> {
+        let request = Request::Create {
+            config,
+            spec: spec.map(Box::new),
+        };
+        let helper = match &mut self.helper {
+            Some(helper) => helper,
+            empty => empty.insert(HelperClient::spawn(&self.program)?),
+        };
+        match helper.call(&request, fds) {
+            Ok(Reply::Created { pid, .. }) => Ok(pid),
+            Ok(other) => Err(LifecycleError::UnexpectedReply {
+                request: "create",
+                reply: format!("{other:?}"),
+            }),
+            Err(HelperError::Remote(message)) => Err(LifecycleError::Refused(message)),
+            Err(err) => {
+                // A dead helper is replaced on the next call.
+                if matches!(err, HelperError::Gone | HelperError::Socket(_)) {
+                    self.helper = None;
+                }
+                Err(err.into())
+            }
         }
     }
 
-    /// Runs the container's process.
+    /// Runs the container's process. A stopped container starts again (a new
+    /// process on the same filesystem, log and configuration), as `docker start`.
     pub fn start(&mut self, id: &str) -> Result<(), LifecycleError> {
-        self.expect_done("start", Request::Start { id: id.into() })
+        validate_id(id)?;
+        if self.connect(id)?.is_none() {
+            self.recreate(id)?;
+        }
+        self.expect_done(id, &MonitorRequest::Start)
     }
 
-    /// Blocks until the container's main process has exited.
-    pub fn wait(&mut self, id: &str) -> Result<ExitStatus, LifecycleError> {
-        match self.helper.call(&Request::Wait { id: id.into() }, &[])? {
-            Reply::Exited { status } => Ok(status),
-            other => Err(unexpected("wait", &other)),
+    /// A new process for a stopped container.
+    fn recreate(&mut self, id: &str) -> Result<(), LifecycleError> {
+        let container_dir = self.container_dir(id);
+        if !container_dir.exists() {
+            return Err(LifecycleError::NotFound(id.to_string()));
+        }
+        let config = load_monitor_config(id, &container_dir)?;
+        if config.output == Output::Direct {
+            return Err(LifecycleError::Refused(format!(
+                "start {id}: its output went to its creator's descriptors, which are gone; \
+                 only containers that log can be started again"
+            )));
+        }
+        // Leftovers of a monitor that died abruptly would block the new one.
+        remove_libcontainer_state(&self.libcontainer_root(), id);
+        ExitRecord::remove(&container_dir)
+            .map_err(|source| io_error(id, "removing the last exit record", source))?;
+        let stdin = or_dev_null(None, false)?;
+        self.spawn_monitor(config, None, &[stdin.as_fd()])?;
+        Ok(())
+    }
+
+    /// Blocks until the container's main process has exited and its output is
+    /// written; at once for a stopped container.
+    pub fn wait(&self, id: &str) -> Result<ExitStatus, LifecycleError> {
+        match self.call(id, &MonitorRequest::Wait, &[])? {
+            Some(MonitorReply::Exited { status }) => Ok(status),
+            Some(other) => Err(unexpected_monitor_reply(id, &other)),
+            None => self.last_exit(id),
+        }
+    }
+
+    /// `docker stop`: `signal` (Docker's default is SIGTERM) to the main process,
+    /// SIGKILL to every process after `grace`; returns how it ended.
+    pub fn stop(
+        &self,
+        id: &str,
+        signal: i32,
+        grace: Duration,
+    ) -> Result<ExitStatus, LifecycleError> {
+        let request = MonitorRequest::Stop {
+            signal,
+            grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
+        };
+        match self.call(id, &request, &[])? {
+            Some(MonitorReply::Exited { status }) => Ok(status),
+            Some(other) => Err(unexpected_monitor_reply(id, &other)),
+            None => self.last_exit(id),
         }
     }
 
     /// Sends `signal` to the main process, or to every process of the container.
-    pub fn kill(&mut self, id: &str, signal: i32, all: bool) -> Result<(), LifecycleError> {
-        let request = Request::Kill {
-            id: id.into(),
-            signal,
-            all,
-        };
-        self.expect_done("kill", request)
+    pub fn kill(&self, id: &str, signal: i32, all: bool) -> Result<(), LifecycleError> {
+        self.expect_done(id, &MonitorRequest::Kill { signal, all })
     }
 
-    /// Removes the container: cgroups, libcontainer state, overlay and directory.
-    /// `force` kills it first if it still runs.
-    pub fn delete(&mut self, id: &str, force: bool) -> Result<(), LifecycleError> {
-        let request = Request::Delete {
-            id: id.into(),
-            force,
-        };
-        self.expect_done("delete", request)
+    /// Freezes every process of the container (cgroup freezer).
+    pub fn pause(&self, id: &str) -> Result<(), LifecycleError> {
+        self.expect_done(id, &MonitorRequest::Pause)
     }
 
-    pub fn state(&mut self, id: &str) -> Result<ContainerState, LifecycleError> {
-        match self.helper.call(&Request::State { id: id.into() }, &[])? {
-            Reply::State { state } => Ok(state),
-            other => Err(unexpected("state", &other)),
+    pub fn resume(&self, id: &str) -> Result<(), LifecycleError> {
+        self.expect_done(id, &MonitorRequest::Resume)
+    }
+
+    pub fn state(&self, id: &str) -> Result<ContainerState, LifecycleError> {
+        match self.call(id, &MonitorRequest::State, &[])? {
+            Some(MonitorReply::State { state }) => Ok(state),
+            Some(other) => Err(unexpected_monitor_reply(id, &other)),
+            None => {
+                let record = self.exit_record(id)?;
+                Ok(ContainerState {
+                    id: id.to_string(),
+                    state: State::Stopped,
+                    pid: None,
+                    started_at: record.as_ref().and_then(|r| r.started_at),
+                    finished_at: record.as_ref().map(|r| r.finished_at),
+                    exit: record.map(|r| r.status),
+                })
+            }
         }
     }
 
-    fn expect_done(&mut self, name: &'static str, request: Request) -> Result<(), LifecycleError> {
-        match self.helper.call(&request, &[])? {
-            Reply::Done => Ok(()),
-            other => Err(unexpected(name, &other)),
+    /// Starts a process in the running container.
+    pub fn exec(&self, id: &str, options: ExecOptions) -> Result<ExecSession, LifecycleError> {
+        let process = self.exec_process(id, &options)?;
+        let streams = if options.tty {
+            Vec::new()
+        } else {
+            vec![
+                or_dev_null(options.stdin, false)?,
+                or_dev_null(options.stdout, true)?,
+                or_dev_null(options.stderr, true)?,
+            ]
+        };
+        let fds: Vec<BorrowedFd<'_>> = streams.iter().map(|fd| fd.as_fd()).collect();
+        let request = MonitorRequest::Exec {
+            process: Box::new(process),
+        };
+        let Some(connection) = self.connect(id)? else {
+            return Err(LifecycleError::NotRunning(id.to_string()));
+        };
+        wire::send_message(connection.as_fd(), &request, &fds)
+            .map_err(|e| monitor_error(id, WireError::Io(e)))?;
+        drop(streams);
+        let (reply, mut received) = wire::recv_message::<MonitorReply>(connection.as_fd())
+            .map_err(|e| monitor_error(id, e))?
+            .ok_or_else(|| LifecycleError::NotRunning(id.to_string()))?;
+        match reply {
+            MonitorReply::ExecStarted { pid } => Ok(ExecSession {
+                pid,
+                pty_master: received.pop(),
+                id: id.to_string(),
+                connection,
+            }),
+            MonitorReply::Error { message } => Err(LifecycleError::Refused(message)),
+            other => Err(unexpected_monitor_reply(id, &other)),
+        }
+    }
+
+    /// The exec'd process: the container's own, with the options applied as
+    /// `docker exec` applies them.
+    fn exec_process(&self, id: &str, options: &ExecOptions) -> Result<Process, LifecycleError> {
+        let exec_error = |reason: String| LifecycleError::ExecOptions {
+            id: id.to_string(),
+            reason,
+        };
+        if options.args.is_empty() {
+            return Err(exec_error("no command given".into()));
+        }
+        let bundle = self.container_dir(id).join("config.json");
+        let spec = Spec::load(&bundle).map_err(|_| LifecycleError::NotFound(id.to_string()))?;
+        let mut process = spec.process().clone().unwrap_or_default();
+        process.set_args(Some(options.args.clone()));
+        let mut env = process.env().clone().unwrap_or_default();
+        if options.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
+            env.push("TERM=xterm".into());
+        }
+        process.set_env(Some(merge_env(env, &options.env)));
+        if let Some(dir) = &options.working_dir {
+            if !dir.starts_with('/') {
+                return Err(exec_error(format!(
+                    "the working directory {dir:?} is not an absolute path"
+                )));
+            }
+            process.set_cwd(PathBuf::from(dir));
+        }
+        if let Some(user) = options.user.as_deref().filter(|u| !u.is_empty()) {
+            let rootfs = spec
+                .root()
+                .as_ref()
+                .map(|r| r.path().clone())
+                .unwrap_or_default();
+            let resolved =
+                resolve_user(&rootfs, user, &[]).map_err(|source| LifecycleError::ExecUser {
+                    id: id.to_string(),
+                    source,
+                })?;
+            let mut spec_user = process.user().clone();
+            spec_user.set_uid(resolved.uid);
+            spec_user.set_gid(resolved.gid);
+            spec_user.set_additional_gids(Some(resolved.additional_gids));
+            process.set_user(spec_user);
+        }
+        process.set_terminal(Some(options.tty));
+        process.set_console_size(match (options.tty, options.console_size) {
+            (true, Some((rows, cols))) => Some(
+                BoxBuilder::default()
+                    .height(u64::from(rows))
+                    .width(u64::from(cols))
+                    .build()
+                    .map_err(|e| exec_error(e.to_string()))?,
+            ),
+            _ => None,
+        });
+        Ok(process)
+    }
+
+    /// Removes the container: its process (with `force`, else it must be
+    /// stopped), cgroups, libcontainer state, overlay, log and directory.
+    pub fn delete(&self, id: &str, force: bool) -> Result<(), LifecycleError> {
+        validate_id(id)?;
+        let container_dir = self.container_dir(id);
+        if !container_dir.exists() {
+            return Err(LifecycleError::NotFound(id.to_string()));
+        }
+        if self.connect(id)?.is_some() {
+            if !force {
+                let state = self.state(id)?;
+                if state.state != State::Stopped {
+                    return Err(LifecycleError::StillRunning(id.to_string()));
+                }
+            }
+            self.stop(id, 9, Duration::ZERO)?;
+        }
+        remove_libcontainer_state(&self.libcontainer_root(), id);
+        rootfs::teardown(&container_dir).map_err(|source| LifecycleError::Rootfs {
+            id: id.to_string(),
+            source,
+        })?;
+        match fs::remove_dir_all(&container_dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(io_error(id, "removing its directory", e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn last_exit(&self, id: &str) -> Result<ExitStatus, LifecycleError> {
+        match self.exit_record(id)? {
+            Some(record) => Ok(record.status),
+            None => Err(LifecycleError::NotRunning(id.to_string())),
+        }
+    }
+
+    fn exit_record(&self, id: &str) -> Result<Option<ExitRecord>, LifecycleError> {
+        let container_dir = self.container_dir(id);
+        if !container_dir.exists() {
+            return Err(LifecycleError::NotFound(id.to_string()));
+        }
+        ExitRecord::load(&container_dir)
+            .map_err(|source| io_error(id, "reading its exit record", source))
+    }
+
+    /// A connection to the container's monitor; `None` when it has none (the
+    /// container is stopped).
+    fn connect(&self, id: &str) -> Result<Option<OwnedFd>, LifecycleError> {
+        validate_id(id)?;
+        let socket = self.container_dir(id).join(monitor::SOCKET);
+        match wire::connect(&socket) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) =>
+            {
+                if self.container_dir(id).exists() {
+                    Ok(None)
+                } else {
+                    Err(LifecycleError::NotFound(id.to_string()))
+                }
+            }
+            Err(e) => Err(monitor_error(id, WireError::Io(e))),
+        }
+    }
+
+    /// One request to the container's monitor; `None` when it has none, or when it
+    /// left without answering (the container stopped meanwhile).
+    fn call(
+        &self,
+        id: &str,
+        request: &MonitorRequest,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Option<MonitorReply>, LifecycleError> {
+        let Some(connection) = self.connect(id)? else {
+            return Ok(None);
+        };
+        if let Err(e) = wire::send_message(connection.as_fd(), request, fds) {
+            return if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) {
+                Ok(None)
+            } else {
+                Err(monitor_error(id, WireError::Io(e)))
+            };
+        }
+        match wire::recv_message::<MonitorReply>(connection.as_fd()) {
+            Ok(Some((MonitorReply::Error { message }, _))) => Err(LifecycleError::Refused(message)),
+            Ok(Some((reply, _))) => Ok(Some(reply)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(monitor_error(id, e)),
+        }
+    }
+
+    fn expect_done(&self, id: &str, request: &MonitorRequest) -> Result<(), LifecycleError> {
+        match self.call(id, request, &[])? {
+            Some(MonitorReply::Done) => Ok(()),
+            Some(other) => Err(unexpected_monitor_reply(id, &other)),
+            None => Err(LifecycleError::NotRunning(id.to_string())),
         }
     }
 }
 
-fn unexpected(request: &'static str, reply: &Reply) -> LifecycleError {
-    LifecycleError::UnexpectedReply {
-        request,
-        reply: format!("{reply:?}"),
+fn receive(id: &str, connection: BorrowedFd<'_>) -> Result<MonitorReply, LifecycleError> {
+    match wire::recv_message::<MonitorReply>(connection) {
+        Ok(Some((MonitorReply::Error { message }, _))) => Err(LifecycleError::Refused(message)),
+        Ok(Some((reply, _))) => Ok(reply),
+        Ok(None) => Err(LifecycleError::Monitor {
+            id: id.to_string(),
+            reason: "it closed the connection".into(),
+        }),
+        Err(e) => Err(monitor_error(id, e)),
     }
 }
 
-/// The three fds to send, `/dev/null` for the missing ones: a container without an
-/// explicit stdin would otherwise inherit the helper's.
-fn stdio_fds(stdio: &ContainerStdio) -> Result<[OwnedFd; 3], LifecycleError> {
-    let pick = |fd: &Option<OwnedFd>, write: bool| -> Result<OwnedFd, LifecycleError> {
-        match fd {
-            Some(fd) => fd.try_clone().map_err(LifecycleError::DevNull),
-            None => File::options()
-                .read(!write)
-                .write(write)
-                .open("/dev/null")
-                .map(OwnedFd::from)
-                .map_err(LifecycleError::DevNull),
+/// Docker's exec environment: the container's, with the given entries replacing
+/// those of the same name or appended.
+fn merge_env(mut env: Vec<String>, overrides: &[String]) -> Vec<String> {
+    for entry in overrides {
+        let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
+        match env
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+        {
+            Some(existing) => existing.clone_from(entry),
+            None => env.push(entry.clone()),
         }
-    };
-    Ok([
-        pick(&stdio.stdin, false)?,
-        pick(&stdio.stdout, true)?,
-        pick(&stdio.stderr, true)?,
-    ])
+    }
+    env
+}
+
+/// libcontainer's state of a container whose process is gone (its monitor
+/// removes it; this is for a monitor that died abruptly).
+fn remove_libcontainer_state(libcontainer_root: &Path, id: &str) {
+    let dir = libcontainer_root.join(id);
+    if !dir.exists() {
+        return;
+    }
+    if let Ok(mut container) = libcontainer::container::Container::load(dir.clone()) {
+        let _ = container.delete(true);
+    }
+    let _ = fs::remove_dir_all(dir);
+}
+
+fn save_monitor_config(config: &MonitorConfig) -> Result<(), LifecycleError> {
+    let body = serde_json::to_vec_pretty(config).map_err(io::Error::other);
+    body.and_then(|body| fs::write(config.container_dir.join(MONITOR_CONFIG), body))
+        .map_err(|source| io_error(&config.id, "writing monitor.json", source))
+}
+
+fn load_monitor_config(id: &str, container_dir: &Path) -> Result<MonitorConfig, LifecycleError> {
+    let bytes = fs::read(container_dir.join(MONITOR_CONFIG))
+        .map_err(|source| io_error(id, "reading monitor.json", source))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| io_error(id, "reading monitor.json", io::Error::other(e)))
+}
+
+fn or_dev_null(fd: Option<OwnedFd>, write: bool) -> Result<OwnedFd, LifecycleError> {
+    match fd {
+        Some(fd) => Ok(fd),
+        None => File::options()
+            .read(!write)
+            .write(write)
+            .open("/dev/null")
+            .map(OwnedFd::from)
+            .map_err(|source| io_error("", "opening /dev/null", source)),
+    }
+}
+
+fn io_error(id: &str, action: &'static str, source: io::Error) -> LifecycleError {
+    LifecycleError::Io {
+        id: id.to_string(),
+        action,
+        source,
+    }
+}
+
+fn monitor_error(id: &str, err: WireError) -> LifecycleError {
+    LifecycleError::Monitor {
+        id: id.to_string(),
+        reason: err.to_string(),
+    }
+}
+
+fn unexpected_monitor_reply(id: &str, reply: &MonitorReply) -> LifecycleError {
+    LifecycleError::Monitor {
+        id: id.to_string(),
+        reason: format!("unexpected reply {reply:?}"),
+    }
 }
 
 /// libcontainer's id rule plus a length cap (the id names directories and cgroups).
@@ -261,10 +723,10 @@ mod tests {
     #[test]
     fn create_refuses_an_existing_container_and_leaves_it_alone() {
         let tmp = tempfile::tempdir().unwrap();
-        // The helper is never contacted: the check comes first.
-        let mut runtime = Runtime::new(Path::new("/bin/true"), tmp.path()).unwrap();
+        // The helper is never started: the check comes first.
+        let mut runtime = Runtime::new(Path::new("/bin/false"), tmp.path());
         let existing = runtime.container_dir("web");
-        std::fs::create_dir_all(existing.join("upper")).unwrap();
+        fs::create_dir_all(existing.join("upper")).unwrap();
         let image = ImageConfiguration::default();
         let config = ContainerConfig::default();
         let err = runtime
@@ -274,7 +736,8 @@ mod tests {
                 image: &image,
                 config: &config,
                 cgroups_path: "/rcompose/test/web",
-                stdio: ContainerStdio::default(),
+                stdin: None,
+                output: ContainerOutput::default(),
             })
             .unwrap_err();
         assert!(matches!(err, LifecycleError::Exists(_)), "{err}");
@@ -283,15 +746,48 @@ mod tests {
     }
 
     #[test]
-    fn missing_stdio_becomes_dev_null() {
-        let fds = stdio_fds(&ContainerStdio::default()).unwrap();
-        for fd in &fds {
-            let target = std::fs::read_link(format!("/proc/self/fd/{}", {
-                use std::os::fd::AsRawFd;
-                fd.as_raw_fd()
-            }))
-            .unwrap();
-            assert_eq!(target, Path::new("/dev/null"));
+    fn unknown_containers_are_reported_by_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut runtime = Runtime::new(Path::new("/bin/false"), tmp.path());
+        for err in [
+            runtime.state("ghost").unwrap_err(),
+            runtime.wait("ghost").unwrap_err(),
+            runtime.kill("ghost", 15, false).unwrap_err(),
+            runtime.delete("ghost", true).unwrap_err(),
+            runtime.start("ghost").unwrap_err(),
+        ] {
+            assert_eq!(err.to_string(), "no such container: ghost");
         }
+    }
+
+    #[test]
+    fn a_stopped_container_reads_its_state_from_disk() {
+        let tmp = tempfile::tempdir().unwrap();
+        let runtime = Runtime::new(Path::new("/bin/false"), tmp.path());
+        let dir = runtime.container_dir("done");
+        fs::create_dir_all(&dir).unwrap();
+        let state = runtime.state("done").unwrap();
+        assert_eq!((state.state, state.exit), (State::Stopped, None));
+        let record = ExitRecord {
+            status: ExitStatus {
+                code: 3,
+                oom_kills: 0,
+            },
+            started_at: None,
+            finished_at: std::time::SystemTime::now(),
+        };
+        record.save(&dir).unwrap();
+        assert_eq!(runtime.wait("done").unwrap().code, 3);
+        assert_eq!(runtime.state("done").unwrap().exit, Some(record.status));
+        let err = runtime.kill("done", 9, true).unwrap_err();
+        assert_eq!(err.to_string(), "container done is not running");
+        assert_eq!(runtime.list().unwrap(), vec!["done".to_string()]);
+    }
+
+    #[test]
+    fn exec_environment_overrides_by_name() {
+        let env = vec!["PATH=/bin".to_string(), "A=1".to_string()];
+        let merged = merge_env(env, &["A=2".into(), "B=3".into()]);
+        assert_eq!(merged, vec!["PATH=/bin", "A=2", "B=3"]);
     }
 }

@@ -1,13 +1,20 @@
 //! Containers: the engine-level description of a container (`config`) and its
 //! translation into an OCI runtime spec with Docker's semantics (`spec`, `user`,
-//! `security`), and running it: the rootfs overlay (`rootfs`), the single-threaded
-//! process that makes every libcontainer call (`helper`) and a typed API over it
-//! (`lifecycle`).
+//! `security`, `adapt` for libcontainer's reading of it), and running it: the
+//! rootfs overlay (`rootfs`), the single-threaded helper that forks one monitor
+//! per container (`helper`, `process`), the monitor that owns the container's
+//! processes and log (`monitor`), their message format (`wire`), and a typed API
+//! over them (`lifecycle`, `status`).
 
+mod adapt;
 pub mod config;
 pub mod helper;
 pub mod lifecycle;
+pub mod monitor;
+mod process;
 pub mod rootfs;
 pub mod security;
 pub mod spec;
+pub mod status;
 pub mod user;
+mod wire;

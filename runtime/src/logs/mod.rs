@@ -68,7 +68,7 @@ impl LogRecord {
 }
 
 /// Rotation settings: the json-file driver's `max-size`, `max-file` and `compress`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct LogOptions {
     /// Rotate once the current file holds at least this many bytes; `None` never rotates.
     pub max_size: Option<u64>,
