@@ -10,4 +10,5 @@ pub mod lifecycle;
 pub mod rootfs;
 pub mod security;
 pub mod spec;
+pub mod stats;
 pub mod user;
