@@ -1081,4 +1081,231 @@ mod tests {
         );
         assert_eq!(read_oom_kills("not absolute"), 0);
     }
+
+    /// The test process's own cgroup directories, from `/proc/self/cgroup`.
+    fn own_cgroup_dirs() -> Result<CgroupDirs, String> {
+        let root = Path::new(CGROUP_ROOT);
+        let version = detect_cgroup_setup(root)
+            .map_err(|err| err.to_string())?
+            .version();
+        let own = fs::read_to_string("/proc/self/cgroup").map_err(|err| err.to_string())?;
+        let dir_of = |controller: &str| -> Result<PathBuf, String> {
+            let path = own
+                .lines()
+                .find_map(|line| {
+                    let mut parts = line.splitn(3, ':');
+                    let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+                    let listed = match version {
+                        CgroupVersion::V1 => controllers.split(',').any(|c| c == controller),
+                        CgroupVersion::V2 => controllers.is_empty(),
+                    };
+                    listed.then_some(path)
+                })
+                .ok_or_else(|| format!("no {controller} line in /proc/self/cgroup"))?;
+            let relative = path.trim_start_matches('/');
+            Ok(match version {
+                CgroupVersion::V1 => root.join(controller).join(relative),
+                CgroupVersion::V2 => root.join(relative),
+            })
+        };
+        Ok(CgroupDirs {
+            version,
+            cgroups_path: "(the test process's own cgroup)".to_string(),
+            cpu: dir_of("cpuacct")?,
+            memory: dir_of("memory")?,
+            pids: dir_of("pids")?,
+        })
+    }
+
+    const PROC_STAT_PATH: &str = super::PROC_STAT;
+
+    #[test]
+    fn own_cgroup_has_plausible_figures() {
+        let dirs = match own_cgroup_dirs() {
+            Ok(dirs) => dirs,
+            Err(reason) => {
+                println!("own cgroup: skipped, {reason}");
+                return;
+            }
+        };
+        let host = HostFiles {
+            proc_stat: PathBuf::from(PROC_STAT_PATH),
+            meminfo: PathBuf::from(PROC_MEMINFO),
+        };
+        let stats = match read_stats_from(&dirs, &host) {
+            Ok(stats) => stats,
+            // A root cgroup lacks pids.current and memory.current, for example.
+            Err(err @ (StatsError::ReadCgroupFile { .. } | StatsError::CgroupNotFound { .. })) => {
+                println!("own cgroup: skipped, {err}");
+                return;
+            }
+            Err(err) => panic!("reading the own cgroup {dirs:?}: {err}"),
+        };
+        assert!(stats.memory_usage > 0, "{stats:?}");
+        assert!(stats.pids_current >= 1, "{stats:?}");
+        assert!(stats.cpu_usage_ns > 0, "{stats:?}");
+        assert!(
+            stats.online_cpus >= 1 && stats.system_cpu_ns > 0,
+            "{stats:?}"
+        );
+        assert!(stats.host_memory > 0, "{stats:?}");
+    }
+
+    /// A cgroup made for one test in every controller it needs, holding one child
+    /// process; both are removed on drop, even when the test fails.
+    struct TestCgroup {
+        version: CgroupVersion,
+        dirs: Vec<PathBuf>,
+        child: Option<std::process::Child>,
+    }
+
+    impl TestCgroup {
+        fn create(root: &Path, version: CgroupVersion, cgroups_path: &str) -> io::Result<Self> {
+            let relative = cgroups_path.trim_start_matches('/');
+            let dirs = match version {
+                CgroupVersion::V1 => ["memory", "pids", "cpuacct"]
+                    .iter()
+                    .map(|controller| root.join(controller).join(relative))
+                    .collect(),
+                CgroupVersion::V2 => vec![root.join(relative)],
+            };
+            let mut cgroup = TestCgroup {
+                version,
+                dirs: Vec::new(),
+                child: None,
+            };
+            for dir in dirs {
+                fs::create_dir(&dir)?;
+                cgroup.dirs.push(dir);
+            }
+            Ok(cgroup)
+        }
+
+        /// 64 MiB of memory and 50 pids. The memory dir comes first, then pids.
+        fn set_limits(&self) -> io::Result<()> {
+            let (memory_file, pids_dir) = match self.version {
+                CgroupVersion::V1 => ("memory.limit_in_bytes", self.dirs.get(1)),
+                CgroupVersion::V2 => ("memory.max", self.dirs.first()),
+            };
+            let missing = || io::Error::new(io::ErrorKind::NotFound, "no cgroup dir");
+            let memory_dir = self.dirs.first().ok_or_else(missing)?;
+            fs::write(memory_dir.join(memory_file), "67108864")?;
+            fs::write(pids_dir.ok_or_else(missing)?.join("pids.max"), "50")
+        }
+
+        /// Starts a shell that joins the cgroup itself, burns a little CPU, creates
+        /// `ready`, then becomes `sleep`.
+        fn spawn_member(&mut self, ready: &Path) -> io::Result<()> {
+            let procs: Vec<PathBuf> = self.dirs.iter().map(|d| d.join("cgroup.procs")).collect();
+            let script = r#"for f in "$@"; do echo $$ > "$f" || exit 1; done
+                i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done
+                : > "$READY"; exec sleep 30"#;
+            let child = std::process::Command::new("/bin/sh")
+                .args(["-c", script, "sh"])
+                .args(&procs)
+                .env("READY", ready)
+                .spawn()?;
+            self.child = Some(child);
+            Ok(())
+        }
+
+        fn wait_until_ready(&mut self, ready: &Path) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !ready.exists() {
+                if let Some(child) = self.child.as_mut() {
+                    let exited = child.try_wait().expect("waiting for the child");
+                    assert!(exited.is_none(), "the child exited early: {exited:?}");
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the child never got ready"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+
+        fn remove(&mut self) {
+            if let Some(mut child) = self.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            for dir in self.dirs.drain(..) {
+                // The kernel may take a moment to release a cgroup whose last task exited.
+                for _ in 0..50 {
+                    if fs::remove_dir(&dir).is_ok() || !dir.exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    impl Drop for TestCgroup {
+        fn drop(&mut self) {
+            self.remove();
+        }
+    }
+
+    #[test]
+    fn process_in_a_fresh_cgroup_is_measured_through_the_public_api() {
+        if !rustix::process::geteuid().is_root() {
+            println!("fresh cgroup: skipped, creating cgroups needs root");
+            return;
+        }
+        let root = Path::new(CGROUP_ROOT);
+        let version = match detect_cgroup_setup(root) {
+            Ok(setup) => setup.version(),
+            Err(err) => {
+                println!("fresh cgroup: skipped, {err}");
+                return;
+            }
+        };
+        let cgroups_path = format!("/rcompose-stats-test-{}", std::process::id());
+        let mut cgroup = match TestCgroup::create(root, version, &cgroups_path) {
+            Ok(cgroup) => cgroup,
+            Err(err) => {
+                println!("fresh cgroup: skipped, cannot create {cgroups_path}: {err}");
+                return;
+            }
+        };
+        if let Err(err) = cgroup.set_limits() {
+            println!("fresh cgroup: skipped, cannot set limits (controllers not enabled?): {err}");
+            return;
+        }
+        let scratch = tempfile::tempdir().expect("temp dir");
+        let ready = scratch.path().join("ready");
+        cgroup.spawn_member(&ready).expect("spawning /bin/sh");
+        cgroup.wait_until_ready(&ready);
+
+        let first = read_stats(&cgroups_path).expect("reading the fresh cgroup");
+        assert_eq!(first.pids_current, 1, "{first:?}");
+        assert_eq!(first.pids_limit, Some(50));
+        assert_eq!(first.memory_limit, Some(64 * MIB));
+        assert!(first.memory_usage > 0, "{first:?}");
+        assert!(first.cpu_usage_ns > 0, "{first:?}");
+        assert_eq!(first.oom_kills, 0);
+        assert_eq!(read_oom_kills(&cgroups_path), 0);
+
+        let rounds = 200;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            read_stats(&cgroups_path).expect("reading the fresh cgroup again");
+        }
+        println!(
+            "fresh cgroup ({version:?}): read_stats takes {:?} on average (debug build)",
+            started.elapsed() / rounds
+        );
+        let second = read_stats(&cgroups_path).expect("reading the fresh cgroup again");
+        let percent = cpu_percent(&first, &second);
+        assert!(
+            (0.0..=f64::from(second.online_cpus) * 100.0).contains(&percent),
+            "{percent}"
+        );
+        assert!(memory_percent(&second) > 0.0);
+
+        cgroup.remove();
+        let err = read_stats(&cgroups_path).unwrap_err();
+        assert!(matches!(err, StatsError::CgroupNotFound { .. }), "{err:?}");
+    }
 }
