@@ -29,7 +29,9 @@ use core::ptr;
     target_arch = "powerpc64",
     target_arch = "loongarch64"
 )))]
-compile_error!("rcompose-init uses the generic Linux signal numbers; check them for this architecture");
+compile_error!(
+    "rcompose-init uses the generic Linux signal numbers; check them for this architecture"
+);
 
 /// glibc's `sigset_t`: 1024 bits on every Linux architecture.
 #[repr(C)]
@@ -104,6 +106,12 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     unsafe { abort() }
 }
 
+/// The precompiled `core` refers to the unwinding personality routine; with
+/// `panic = "abort"` nothing unwinds, so it is never called. Only unoptimized builds keep
+/// the reference, and this lets them link too.
+#[no_mangle]
+pub extern "C" fn rust_eh_personality() {}
+
 #[no_mangle]
 pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
     match command_start(argc, argv) {
@@ -118,7 +126,10 @@ pub extern "C" fn main(argc: c_int, argv: *const *const c_char) -> c_int {
 
 /// Where CMD starts in `argv`: after the program name and an optional `--`. What follows
 /// is a NULL-terminated array, exactly what `execvp` takes.
-fn command_start(argc: c_int, argv: *const *const c_char) -> Result<*const *const c_char, &'static [u8]> {
+fn command_start(
+    argc: c_int,
+    argv: *const *const c_char,
+) -> Result<*const *const c_char, &'static [u8]> {
     let argc = usize::try_from(argc).unwrap_or(0);
     let mut index = 1;
     if let Some(first) = arg(argc, argv, index) {
@@ -203,7 +214,13 @@ fn exec_command(command: *const *const c_char) -> ! {
         // SAFETY: command[0] is a valid, non-null C string (see command_start).
         unsafe { CStr::from_ptr(*command) }
     };
-    report(&[b"docker-init: exec ", name.to_bytes(), b": ", error_text(error), b"\n"]);
+    report(&[
+        b"docker-init: exec ",
+        name.to_bytes(),
+        b": ",
+        error_text(error),
+        b"\n",
+    ]);
     let code = match error {
         EACCES | EPERM | ENOEXEC => EXIT_NOT_EXECUTABLE,
         _ => EXIT_NOT_FOUND,

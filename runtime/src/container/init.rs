@@ -69,7 +69,10 @@ pub fn init_file_name() -> &'static str {
     NAME.get_or_init(|| {
         let digest = Sha256::digest(INIT_BINARY);
         let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-        format!("{INIT_FILE_PREFIX}{}", hex.get(..HASH_HEX_LEN).unwrap_or(&hex))
+        format!(
+            "{INIT_FILE_PREFIX}{}",
+            hex.get(..HASH_HEX_LEN).unwrap_or(&hex)
+        )
     })
 }
 
@@ -90,8 +93,9 @@ fn is_intact(path: &Path) -> bool {
         .is_ok_and(|_| content == INIT_BINARY)
 }
 
-/// A complete, synced, executable copy under a temporary name in `dir`.
-fn write_temp_copy(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+/// A complete, synced, executable copy under a temporary name in `dir`, already closed:
+/// exec fails with ETXTBSY while any process holds the file open for writing.
+fn write_temp_copy(dir: &Path) -> io::Result<tempfile::TempPath> {
     let mut temp = tempfile::Builder::new()
         .prefix(".rcompose-init-")
         .tempfile_in(dir)?;
@@ -99,7 +103,7 @@ fn write_temp_copy(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
     temp.as_file()
         .set_permissions(fs::Permissions::from_mode(INIT_MODE))?;
     temp.as_file().sync_all()?;
-    Ok(temp)
+    Ok(temp.into_temp_path())
 }
 
 #[cfg(test)]
@@ -121,7 +125,13 @@ mod tests {
     /// The init's exit status and stderr for `init -- args...`.
     fn run_init(args: &[&str]) -> (ExitStatus, String) {
         let (_dir, init) = installed();
-        let output = Command::new(&init).args(args).output().unwrap();
+        let child = spawn(
+            Command::new(&init)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let output = child.wait_with_output().unwrap();
         (
             output.status,
             String::from_utf8_lossy(&output.stderr).into_owned(),
@@ -131,15 +141,31 @@ mod tests {
     /// Starts `init -- sh -c script` with stdout piped; returns it and the first line the
     /// script prints (it prints once its traps are set).
     fn start_init_script(init: &Path, script: &str) -> (Child, String) {
-        let mut child = Command::new(init)
-            .args(["--", "sh", "-c", script])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = spawn(
+            Command::new(init)
+                .args(["--", "sh", "-c", script])
+                .stdout(Stdio::piped()),
+        );
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
         (child, line.trim().to_string())
+    }
+
+    /// Spawns, retrying ETXTBSY: while a test thread writes an init binary, a process
+    /// forked by another thread holds that write fd until it execs, and exec of the
+    /// binary fails meanwhile.
+    fn spawn(command: &mut Command) -> Child {
+        let mut attempts = 0;
+        loop {
+            match command.spawn() {
+                Err(err) if err.kind() == io::ErrorKind::ExecutableFileBusy && attempts < 100 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                result => return result.unwrap(),
+            }
+        }
     }
 
     fn send(pid: u32, signal: Signal) {
@@ -190,8 +216,11 @@ mod tests {
             (Signal::USR1, "USR1", 6),
         ];
         for (signal, name, code) in cases {
-            let script =
-                format!("trap 'exit {code}' {name}; echo ready; while :; do sleep 0.05; done");
+            // Bounded, so that a lost signal fails the test (exit 99) instead of hanging it.
+            let script = format!(
+                "trap 'exit {code}' {name}; echo ready; \
+                 i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; exit 99"
+            );
             let (mut child, line) = start_init_script(&init, &script);
             assert_eq!(line, "ready");
             send(child.id(), signal);
@@ -203,7 +232,7 @@ mod tests {
     #[test]
     fn untrapped_sigterm_kills_the_command_and_the_init_reports_it() {
         let (_dir, init) = installed();
-        let (mut child, line) = start_init_script(&init, "echo ready; exec sleep 30");
+        let (mut child, line) = start_init_script(&init, "echo ready; exec sleep 10");
         assert_eq!(line, "ready");
         send(child.id(), Signal::TERM);
         assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
@@ -214,7 +243,7 @@ mod tests {
         let (_dir, init) = installed();
         // The subshell starts a background sleep and exits at once, so the sleep is
         // orphaned and reparented to the init (a subreaper when it is not PID 1).
-        let (mut child, line) = start_init_script(&init, "(sleep 1 & echo $!); exec sleep 30");
+        let (mut child, line) = start_init_script(&init, "(sleep 1 & echo $!); exec sleep 10");
         let orphan: i32 = line.parse().unwrap();
         let init_pid = i32::try_from(child.id()).unwrap();
 
@@ -222,7 +251,9 @@ mod tests {
             parent_and_state(orphan).is_some_and(|(parent, _)| parent == init_pid)
         });
         // Unreaped, it would stay a zombie (state Z) under the init forever.
-        wait_until("the orphan is reaped", || parent_and_state(orphan).is_none());
+        wait_until("the orphan is reaped", || {
+            parent_and_state(orphan).is_none()
+        });
 
         send(child.id(), Signal::TERM);
         assert_eq!(child.wait().unwrap().code(), Some(128 + 15));
@@ -348,10 +379,17 @@ mod tests {
     #[test]
     #[cfg(all(target_pointer_width = "64", target_endian = "little"))]
     fn binary_is_small_and_statically_linked() {
-        assert!(INIT_BINARY.len() < 1024 * 1024, "{} bytes", INIT_BINARY.len());
+        assert!(
+            INIT_BINARY.len() < 1024 * 1024,
+            "{} bytes",
+            INIT_BINARY.len()
+        );
         let headers = program_header_types(INIT_BINARY);
         assert!(!headers.is_empty(), "no program headers");
-        assert!(!headers.contains(&PT_INTERP), "has a dynamic loader (PT_INTERP)");
+        assert!(
+            !headers.contains(&PT_INTERP),
+            "has a dynamic loader (PT_INTERP)"
+        );
     }
 
     /// `p_type` of every program header of a 64-bit little-endian ELF file.
