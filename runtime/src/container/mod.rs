@@ -5,6 +5,7 @@
 //! (`lifecycle`).
 
 pub mod config;
+pub mod executable;
 pub mod helper;
 pub mod lifecycle;
 pub mod rootfs;
