@@ -101,6 +101,10 @@ fn main() {
             "bad_command_fails_create_cleanly",
             bad_command_fails_create_cleanly,
         ),
+        (
+            "command_not_found_fails_create_cleanly",
+            command_not_found_fails_create_cleanly,
+        ),
         ("timing_true_median_of_50", timing_true_median_of_50),
     ];
     let mut failed = 0;
@@ -370,6 +374,32 @@ fn bad_command_fails_create_cleanly(f: &mut Fixture) -> TestResult {
         other => return Err(format!("create with a relative working_dir: {other:?}")),
     }
     f.check_clean(&id)
+}
+
+/// A command the image lacks is refused at create with Docker's words, and nothing of
+/// the container is left: no overlay, no state, no cgroup.
+fn command_not_found_fails_create_cleanly(f: &mut Fixture) -> TestResult {
+    let cases = [
+        (
+            "no-such-command",
+            r#"exec: "no-such-command": executable file not found in $PATH"#,
+        ),
+        (
+            "/bin/no-such-file",
+            r#"exec: "/bin/no-such-file": stat /bin/no-such-file: no such file or directory"#,
+        ),
+        ("/etc/passwd", r#"exec: "/etc/passwd": permission denied"#),
+    ];
+    for (command, want) in cases {
+        let id = f.next_id();
+        let (stdio, _out, _err) = piped_stdio()?;
+        match f.create(&id, &[command], config(), true, stdio) {
+            Err(err) if err.contains(want) && err.contains(&id) => {}
+            other => return Err(format!("create running {command:?}: {other:?}")),
+        }
+        f.check_clean(&id)?;
+    }
+    Ok(())
 }
 
 fn timing_true_median_of_50(f: &mut Fixture) -> TestResult {
