@@ -69,7 +69,7 @@ pub enum SpecError {
     NoCommand,
     #[error("working_dir {0:?} is invalid: it needs to be an absolute path")]
     RelativeWorkingDir(String),
-    #[error("user: {0}")]
+    #[error("{0}")]
     User(#[from] UserError),
     #[error("{0}")]
     Security(#[from] SecurityError),
@@ -1421,7 +1421,7 @@ mod tests {
         let err = build(&img, &bad_user).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "user: unable to find user nobody2: no matching entries in passwd file"
+            r#"user "nobody2": unable to find user nobody2: no matching entries in the image's /etc/passwd"#
         );
         let relative = ContainerConfig {
             working_dir: Some("app".into()),
