@@ -129,6 +129,10 @@ fn main() {
             "sigpipe_has_its_default_action",
             sigpipe_has_its_default_action,
         ),
+        (
+            "command_not_found_fails_create_cleanly",
+            command_not_found_fails_create_cleanly,
+        ),
         ("timing_true_median_of_50", timing_true_median_of_50),
     ];
     let mut failed = 0;
@@ -486,6 +490,32 @@ fn exec_with_tty(f: &mut Fixture) -> TestResult {
     let output = String::from_utf8_lossy(&output);
     if !output.starts_with("/dev/pts/") || !output.contains("xterm\r\n") {
         return Err(format!("tty output: {output:?}"));
+    }
+    Ok(())
+}
+
+/// A command the image lacks is refused at create with Docker's words, and nothing of
+/// the container is left: no overlay, no state, no cgroup.
+fn command_not_found_fails_create_cleanly(f: &mut Fixture) -> TestResult {
+    let cases = [
+        (
+            "no-such-command",
+            r#"exec: "no-such-command": executable file not found in $PATH"#,
+        ),
+        (
+            "/bin/no-such-file",
+            r#"exec: "/bin/no-such-file": stat /bin/no-such-file: no such file or directory"#,
+        ),
+        ("/etc/passwd", r#"exec: "/etc/passwd": permission denied"#),
+    ];
+    for (command, want) in cases {
+        let id = f.next_id();
+        let (stdio, _out, _err) = piped_stdio()?;
+        match f.create(&id, &[command], config(), true, stdio) {
+            Err(err) if err.contains(want) && err.contains(&id) => {}
+            other => return Err(format!("create running {command:?}: {other:?}")),
+        }
+        f.check_clean(&id)?;
     }
     Ok(())
 }

@@ -22,6 +22,7 @@ use super::config::{
     ContainerConfig, DeviceMapping, Mount, MountKind, NamespaceMode, Namespaces, Propagation,
     Resources, Ulimit, DEFAULT_SHM_SIZE,
 };
+use super::executable::{check_process_executable, ExecutableError};
 use super::security::{
     container_capabilities, default_seccomp, parse_security_opts, seccomp_from_profile, Platform,
     SeccompChoice, SecurityError, SecurityOptions,
@@ -68,7 +69,7 @@ pub enum SpecError {
     NoCommand,
     #[error("working_dir {0:?} is invalid: it needs to be an absolute path")]
     RelativeWorkingDir(String),
-    #[error("user: {0}")]
+    #[error("{0}")]
     User(#[from] UserError),
     #[error("{0}")]
     Security(#[from] SecurityError),
@@ -87,6 +88,8 @@ pub enum SpecError {
     RelativeMountTarget(String),
     #[error("building the OCI spec: {0}")]
     Oci(#[from] oci_spec::OciSpecError),
+    #[error("{0}")]
+    Executable(#[from] ExecutableError),
     #[error("devices: error gathering device information while adding custom device {path:?}: {message}")]
     Device { path: String, message: String },
 }
@@ -198,6 +201,9 @@ pub fn build_spec_for_platform(
         rootfs_propagation,
         platform,
     )?));
+    // Docker only finds a missing command when the container starts; the rootfs is
+    // already here, so say it now, before anything is created.
+    check_process_executable(&spec, rootfs, config.init)?;
     Ok(spec)
 }
 
@@ -1048,6 +1054,7 @@ mod tests {
     use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder};
     use oci_spec::runtime::{LinuxSeccompAction, PosixRlimitType};
     use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
 
     fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
@@ -1095,6 +1102,13 @@ mod tests {
             "root:x:0:\nvideo:x:44:app\napp:x:1000:\n",
         )
         .unwrap();
+        // The programs the tests' images run: build_spec looks for them.
+        for program in ["bin/sh", "usr/bin/run"] {
+            let path = dir.path().join(program);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, "").unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        }
         dir
     }
 
@@ -1407,7 +1421,7 @@ mod tests {
         let err = build(&img, &bad_user).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "user: unable to find user nobody2: no matching entries in passwd file"
+            r#"user "nobody2": unable to find user nobody2: no matching entries in the image's /etc/passwd"#
         );
         let relative = ContainerConfig {
             working_dir: Some("app".into()),
@@ -1926,6 +1940,48 @@ mod tests {
             build(&busybox(), &not_a_device),
             Err(SpecError::Device { .. })
         ));
+    }
+
+    #[test]
+    fn a_command_missing_from_the_image_fails_the_spec() {
+        let config = ContainerConfig {
+            command: Some(strings(&["foo", "--bar"])),
+            ..ContainerConfig::default()
+        };
+        let err = build(&busybox(), &config).unwrap_err();
+        assert!(matches!(
+            err,
+            SpecError::Executable(ExecutableError::CommandNotFound { .. })
+        ));
+        assert_eq!(
+            err.to_string(),
+            r#"exec: "foo": executable file not found in $PATH"#
+        );
+        // With init, the user's command is the one looked up.
+        let with_init = ContainerConfig {
+            init: true,
+            init_binary: Some("/usr/libexec/rcompose-init".into()),
+            ..config
+        };
+        assert_eq!(
+            build(&busybox(), &with_init).unwrap_err().to_string(),
+            r#"exec: "foo": executable file not found in $PATH"#
+        );
+        // A program a volume provides is left for the mount to supply.
+        let from_volume = ContainerConfig {
+            command: Some(strings(&["/opt/tool/run"])),
+            mounts: vec![Mount {
+                target: "/opt/tool".into(),
+                read_only: true,
+                kind: MountKind::Bind {
+                    source: "/srv/tool".into(),
+                    propagation: Propagation::Rprivate,
+                    non_recursive: false,
+                },
+            }],
+            ..ContainerConfig::default()
+        };
+        assert!(build(&busybox(), &from_volume).is_ok());
     }
 
     #[test]

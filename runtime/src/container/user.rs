@@ -13,6 +13,9 @@ use std::path::{Component, Path, PathBuf};
 
 use thiserror::Error;
 
+/// The container settings a message can point at.
+const USER: &str = "user";
+const GROUP_ADD: &str = "group_add";
 /// The highest uid/gid Docker accepts.
 const MAX_ID: i64 = i32::MAX as i64;
 /// Linux's limit on symlinks followed while resolving one path.
@@ -20,21 +23,27 @@ const MAX_SYMLINKS: usize = 255;
 
 #[derive(Debug, Error)]
 pub enum UserError {
-    #[error("unable to find user {0}: no matching entries in passwd file")]
-    UnknownUser(String),
-    #[error("unable to find group {0}: no matching entries in group file")]
-    UnknownGroup(String),
-    #[error("user {spec:?}: uids and gids must be in range 0-{MAX_ID}")]
-    IdOutOfRange { spec: String },
-    #[error("reading {path} in the container's root filesystem: {source}")]
+    /// `spec` is the container's `user[:group]` setting, `name` its user part.
+    #[error(
+        "user {spec:?}: unable to find user {name}: no matching entries in the image's /etc/passwd"
+    )]
+    UnknownUser { spec: String, name: String },
+    /// `setting` is `user` or `group_add`, `spec` its value, `name` the group asked for.
+    #[error("{setting} {spec:?}: unable to find group {name}: no matching entries in the image's /etc/group")]
+    UnknownGroup {
+        setting: &'static str,
+        spec: String,
+        name: String,
+    },
+    #[error("{setting} {spec:?}: uids and gids must be in range 0-{MAX_ID}")]
+    IdOutOfRange { setting: &'static str, spec: String },
+    #[error("reading the image's {path} to resolve the container's user: {source}")]
     Read {
         path: String,
         #[source]
         source: io::Error,
     },
-    #[error(
-        "resolving {path} in the container's root filesystem: too many levels of symbolic links"
-    )]
+    #[error("resolving the image's {path} to find the container's user: too many levels of symbolic links")]
     SymlinkLoop { path: String },
 }
 
@@ -127,29 +136,34 @@ fn resolve_user_spec(
         ),
         (None, _) if user_arg.is_empty() => (0, 0, "/".to_string(), ""),
         (None, Some(uid)) => (uid, 0, "/".to_string(), ""),
-        (None, None) => return Err(UserError::UnknownUser(user_arg.to_string())),
+        (None, None) => {
+            return Err(UserError::UnknownUser {
+                spec: spec.to_string(),
+                name: user_arg.to_string(),
+            })
+        }
     };
 
     let mut supplementary = Vec::new();
     if !group_arg.is_empty() {
-        gid = resolve_group_arg(group_arg, groups)?;
+        gid = resolve_group_arg(spec, group_arg, groups)?;
     } else if !matched_name.is_empty() {
         supplementary = groups
             .iter()
             .filter(|g| g.members.iter().any(|m| m == matched_name))
-            .map(|g| checked_id(g.gid, spec))
+            .map(|g| checked_id(g.gid, USER, spec))
             .collect::<Result<_, _>>()?;
     }
 
     Ok(BaseUser {
-        uid: checked_id(uid, spec)?,
-        gid: checked_id(gid, spec)?,
+        uid: checked_id(uid, USER, spec)?,
+        gid: checked_id(gid, USER, spec)?,
         supplementary,
         home,
     })
 }
 
-fn resolve_group_arg(group_arg: &str, groups: &[GroupEntry]) -> Result<i64, UserError> {
+fn resolve_group_arg(spec: &str, group_arg: &str, groups: &[GroupEntry]) -> Result<i64, UserError> {
     let numeric = group_arg.parse::<i64>().ok();
     let found = groups.iter().find(|g| match numeric {
         Some(gid) => g.gid == gid,
@@ -158,7 +172,11 @@ fn resolve_group_arg(group_arg: &str, groups: &[GroupEntry]) -> Result<i64, User
     match (found, numeric) {
         (Some(g), _) => Ok(g.gid),
         (None, Some(gid)) => Ok(gid),
-        (None, None) => Err(UserError::UnknownGroup(group_arg.to_string())),
+        (None, None) => Err(UserError::UnknownGroup {
+            setting: USER,
+            spec: spec.to_string(),
+            name: group_arg.to_string(),
+        }),
     }
 }
 
@@ -175,11 +193,13 @@ fn resolve_additional_groups(
             .find(|g| g.name == *name || g.gid.to_string() == *name);
         let gid = match found {
             Some(g) => g.gid,
-            None => name
-                .parse::<i64>()
-                .map_err(|_| UserError::UnknownGroup(name.clone()))?,
+            None => name.parse::<i64>().map_err(|_| UserError::UnknownGroup {
+                setting: GROUP_ADD,
+                spec: name.clone(),
+                name: name.clone(),
+            })?,
         };
-        let gid = checked_id(gid, name)?;
+        let gid = checked_id(gid, GROUP_ADD, name)?;
         if !gids.contains(&gid) {
             gids.push(gid);
         }
@@ -187,15 +207,16 @@ fn resolve_additional_groups(
     Ok(gids)
 }
 
-fn checked_id(id: i64, spec: &str) -> Result<u32, UserError> {
+/// `id` as a uid/gid; `setting` and `spec` name where it came from in messages.
+fn checked_id(id: i64, setting: &'static str, spec: &str) -> Result<u32, UserError> {
+    let out_of_range = || UserError::IdOutOfRange {
+        setting,
+        spec: spec.to_string(),
+    };
     if (0..=MAX_ID).contains(&id) {
-        u32::try_from(id).map_err(|_| UserError::IdOutOfRange {
-            spec: spec.to_string(),
-        })
+        u32::try_from(id).map_err(|_| out_of_range())
     } else {
-        Err(UserError::IdOutOfRange {
-            spec: spec.to_string(),
-        })
+        Err(out_of_range())
     }
 }
 
@@ -406,26 +427,59 @@ nogroup:x:65534:
     }
 
     #[test]
-    fn unknown_names_are_errors() {
+    fn unknown_names_are_errors_naming_the_setting_and_the_image_file() {
         let err = resolve("nobody2").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unable to find user nobody2: no matching entries in passwd file"
+            r#"user "nobody2": unable to find user nobody2: no matching entries in the image's /etc/passwd"#
         );
+        let err = resolve("nobody2:app").unwrap_err();
+        assert!(matches!(err, UserError::UnknownUser { ref name, .. } if name == "nobody2"));
         let err = resolve("app:nogroup2").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unable to find group nogroup2: no matching entries in group file"
+            r#"user "app:nogroup2": unable to find group nogroup2: no matching entries in the image's /etc/group"#
         );
     }
 
     #[test]
     fn out_of_range_ids_are_errors() {
-        assert!(matches!(resolve("-1"), Err(UserError::IdOutOfRange { .. })));
+        let err = resolve("-1").unwrap_err();
+        assert!(matches!(err, UserError::IdOutOfRange { .. }));
+        assert_eq!(
+            err.to_string(),
+            format!(r#"user "-1": uids and gids must be in range 0-{MAX_ID}"#)
+        );
         assert!(matches!(
             resolve("0:4294967296"),
             Err(UserError::IdOutOfRange { .. })
         ));
+        let dir = rootfs();
+        let err = resolve_user(dir.path(), "", &["-5".to_string()]).unwrap_err();
+        assert!(err.to_string().starts_with(r#"group_add "-5": "#), "{err}");
+    }
+
+    #[test]
+    fn odd_user_specs_never_panic() {
+        let dir = rootfs();
+        for spec in [
+            ":",
+            "::",
+            "app:",
+            ":app",
+            "app:video:extra",
+            "\0",
+            " ",
+            "99999999999999999999",
+        ] {
+            // Each either resolves or explains itself; none panics.
+            if let Err(err) = resolve_user(dir.path(), spec, &[]) {
+                assert!(
+                    err.to_string().contains(&format!("{spec:?}")),
+                    "{spec:?}: {err}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -437,7 +491,7 @@ nogroup:x:65534:
         let err = resolve_user(dir.path(), "", &["nosuch".to_string()]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unable to find group nosuch: no matching entries in group file"
+            r#"group_add "nosuch": unable to find group nosuch: no matching entries in the image's /etc/group"#
         );
     }
 
@@ -450,7 +504,7 @@ nogroup:x:65534:
         assert_eq!((u.uid, u.gid), (1000, 1000));
         assert!(matches!(
             resolve_user(dir.path(), "app", &[]),
-            Err(UserError::UnknownUser(_))
+            Err(UserError::UnknownUser { .. })
         ));
     }
 

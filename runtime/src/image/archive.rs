@@ -62,7 +62,11 @@ pub enum ArchiveError {
         expected: u64,
         got: u64,
     },
-    #[error("image archive has no manifest.json or index.json: not a `docker save` or OCI layout archive")]
+    #[error("image archive is empty: it holds no files (is it the whole `docker save` output?)")]
+    Empty,
+    #[error("image archive is not a tar archive (plain, gzip or zstd compressed): {reason}")]
+    NotATar { reason: String },
+    #[error("image archive has no manifest.json or index.json: not a `docker save` or OCI layout archive, or cut short before them")]
     NotAnImageArchive,
     #[error("image archive lacks {path}, which {referenced_by} refers to")]
     MissingFile { path: String, referenced_by: String },
@@ -266,12 +270,15 @@ fn store_archive_files(store: &Store, stream: impl Read) -> Result<ArchiveFiles>
     let mut archive = tar::Archive::new(stream);
     let mut files = ArchiveFiles::default();
     let mut last: Option<String> = None;
-    let read_error = |last: &Option<String>, source| ArchiveError::Read {
-        after: last
-            .as_ref()
-            .map(|path| format!(" after entry {path}"))
-            .unwrap_or_default(),
-        source,
+    let read_error = |last: &Option<String>, source: io::Error| match last {
+        // Nothing read yet: the stream does not start like a tar archive.
+        None => ArchiveError::NotATar {
+            reason: printable(&source.to_string()),
+        },
+        Some(path) => ArchiveError::Read {
+            after: format!(" after entry {path}"),
+            source,
+        },
     };
     let entries = archive
         .entries()
@@ -285,7 +292,25 @@ fn store_archive_files(store: &Store, stream: impl Read) -> Result<ArchiveFiles>
         };
         store_archive_entry(store, entry, &path, &mut files)?;
     }
+    if last.is_none() {
+        return Err(ArchiveError::Empty);
+    }
     Ok(files)
+}
+
+/// `text` without control characters or undecodable bytes, which a damaged header's
+/// fields bring into the tar reader's messages, and at most 120 characters long.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+                '?'
+            } else {
+                c
+            }
+        })
+        .take(120)
+        .collect()
 }
 
 fn store_archive_entry<R: Read>(
@@ -317,18 +342,29 @@ fn store_archive_entry<R: Read>(
     let claimed = path
         .strip_prefix(BLOBS_PREFIX)
         .and_then(|hex| format!("sha256:{hex}").parse::<Digest>().ok());
-    let digest = store
-        .put_blob(entry, claimed.as_ref())
-        .map_err(|source| match source {
-            StoreError::Io { source, .. } if is_read_failure(&source) => ArchiveError::Read {
-                after: format!(" in entry {path}"),
-                source,
-            },
-            source => ArchiveError::Entry {
+    let mut counted = CountingReader {
+        inner: entry,
+        count: 0,
+    };
+    let stored = store.put_blob(&mut counted, claimed.as_ref());
+    let digest = stored.map_err(|source| match source {
+        StoreError::Io { source, .. } if is_read_failure(&source) => ArchiveError::Read {
+            after: format!(" in entry {path}"),
+            source,
+        },
+        // A cut-off archive ends the entry early; that, not its digest, is the news.
+        StoreError::DigestMismatch { .. } if counted.count < expected_size => {
+            ArchiveError::Truncated {
                 path: path.to_owned(),
-                source: Box::new(source),
-            },
-        })?;
+                expected: expected_size,
+                got: counted.count,
+            }
+        }
+        source => ArchiveError::Entry {
+            path: path.to_owned(),
+            source: Box::new(source),
+        },
+    })?;
     let got = store.blob_size(&digest)?;
     if got != expected_size {
         return Err(ArchiveError::Truncated {
@@ -339,6 +375,20 @@ fn store_archive_entry<R: Read>(
     }
     files.files.insert(path.to_owned(), digest);
     Ok(())
+}
+
+/// Counts the bytes read through it.
+struct CountingReader<R> {
+    inner: R,
+    count: u64,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
 }
 
 /// Errors a decompressor or the tar reader raises on a damaged stream.
@@ -843,6 +893,7 @@ mod tests {
     use crate::image::store::test_support::{
         add_image, config_json, gzip, sample_layers, LayerBuilder,
     };
+    use crate::image::store::ImageSummary;
 
     fn reference(text: &str) -> Reference {
         Reference::parse(text).expect("reference")
@@ -1179,19 +1230,115 @@ mod tests {
         assert_store_empty(&store);
     }
 
+    /// A store holding one tagged image, and what `list` shows of it.
+    fn store_with_an_image() -> (tempfile::TempDir, Store, Vec<ImageSummary>) {
+        let (dir, store) = store();
+        let id = add_image(&store, &sample_layers(), &["kept"]);
+        store.tag(&reference("kept:1"), &id).expect("tag");
+        let before = store.list().expect("list");
+        (dir, store, before)
+    }
+
+    /// The failed load left the images, their tags and their layers as they were.
+    fn assert_store_unchanged(store: &Store, before: &[ImageSummary]) {
+        assert_eq!(store.list().expect("list"), before, "images and tags");
+        let image = store
+            .resolve("kept:1")
+            .expect("the old image still resolves");
+        for dir in store.layer_dirs(&image).expect("layers") {
+            assert!(dir.is_dir(), "layer {} is still there", dir.display());
+        }
+    }
+
     #[test]
     fn a_truncated_archive_is_an_error() {
-        let (_dir, store) = store();
+        let (_dir, store, before) = store_with_an_image();
         let (archive, _) = oci_archive(&sample_layers());
-        for cut in [archive.len() / 3, archive.len() / 2, archive.len() - 1100] {
-            let err = load(&store, &archive[..cut]);
-            assert!(err.is_err(), "cut at {cut} must fail");
-            assert_store_empty(&store);
-        }
+        // Cut inside an entry's header, inside its data, and inside the compressed stream.
         let compressed = gzip(&archive);
-        let err = load(&store, &compressed[..compressed.len() / 2]);
-        assert!(err.is_err());
-        assert_store_empty(&store);
+        let cuts: [(&[u8], &str); 4] = [
+            (
+                &archive[..archive.len() - 1100],
+                "image archive is unreadable or truncated after entry",
+            ),
+            (&archive[..1600], "is truncated: 64 of "),
+            (
+                &compressed[..compressed.len() / 2],
+                "image archive is unreadable or truncated in entry",
+            ),
+            (
+                &archive[..700],
+                "image archive is unreadable or truncated after entry oci-layout",
+            ),
+        ];
+        for (input, want) in cuts {
+            let err = load(&store, input).unwrap_err().to_string();
+            assert!(err.contains(want), "cut at {}: {err}", input.len());
+            assert_store_unchanged(&store, &before);
+        }
+        // Every other cut fails too (at a block boundary the tar ends early and the
+        // image metadata is missing), and none changes the store.
+        for cut in (0..archive.len() - 1024).step_by(509) {
+            assert!(
+                load(&store, &archive[..cut]).is_err(),
+                "cut at {cut} must fail"
+            );
+        }
+        assert_store_unchanged(&store, &before);
+    }
+
+    #[test]
+    fn input_that_is_not_a_tar_is_named() {
+        let (_dir, store, before) = store_with_an_image();
+        let noise: Vec<u8> = (0..3000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let inputs: [(&str, Vec<u8>); 3] = [
+            ("text", b"hello, this is not a tar\n".to_vec()),
+            ("noise", noise),
+            ("gzip of text", gzip(b"just some text, not a tar at all\n")),
+        ];
+        for (name, input) in inputs {
+            let err = load(&store, &input[..]).unwrap_err();
+            assert!(matches!(err, ArchiveError::NotATar { .. }), "{name}: {err}");
+            let text = err.to_string();
+            assert!(
+                text.starts_with("image archive is not a tar archive"),
+                "{name}: {text}"
+            );
+            assert!(
+                !text.contains(char::REPLACEMENT_CHARACTER) && !text.contains('\n'),
+                "{name}: the message stays readable: {text:?}"
+            );
+            assert_store_unchanged(&store, &before);
+        }
+        for (name, input) in [("no bytes", Vec::new()), ("zero blocks", vec![0u8; 4096])] {
+            let err = load(&store, &input[..]).unwrap_err();
+            assert!(matches!(err, ArchiveError::Empty), "{name}: {err}");
+            assert_store_unchanged(&store, &before);
+        }
+    }
+
+    #[test]
+    fn an_index_naming_a_missing_manifest_leaves_the_store_unchanged() {
+        let (_dir, store, before) = store_with_an_image();
+        let ghost = Digest::sha256_of(b"no such manifest");
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{"mediaType": MEDIA_MANIFEST, "digest": ghost.to_string(), "size": 10}],
+        });
+        let archive = LayerBuilder::new()
+            .file("index.json", index.to_string().as_bytes())
+            .build();
+        let err = load(&store, &archive[..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "image archive lacks {}, which index.json refers to",
+                blob_path(&ghost)
+            )
+        );
+        assert_store_unchanged(&store, &before);
     }
 
     #[test]

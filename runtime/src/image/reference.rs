@@ -641,6 +641,40 @@ mod tests {
     }
 
     #[test]
+    fn odd_input_is_an_error_never_a_panic() {
+        let long_digest = format!("app@sha256:{}", "é".repeat(32));
+        let inputs = [
+            "ünïcode",
+            "app:täg",
+            "日本/app",
+            "host.com/日本",
+            "a@",
+            "@",
+            ":",
+            "/",
+            ":tag",
+            "@sha256:",
+            "app@",
+            "app:tag@",
+            "[",
+            "]",
+            "[::1]",
+            "[::1]:",
+            "a:b:c",
+            "\0",
+            "\n",
+            long_digest.as_str(),
+        ];
+        for input in inputs {
+            let err = Reference::parse(input).expect_err(input);
+            assert!(
+                err.to_string().contains("invalid") || err.to_string().contains("digest"),
+                "{input:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn error_messages_read_like_docker() {
         let uppercase = Reference::parse("Ubuntu").expect_err("uppercase rejected");
         assert_eq!(

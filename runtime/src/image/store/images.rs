@@ -128,13 +128,22 @@ impl Store {
 
     /// Finds an image the way `docker image inspect` does: by reference first, then by
     /// full ID, then by a unique ID prefix (with or without `sha256:`).
+    ///
+    /// A missing name is reported as Docker does, with its default tag filled in
+    /// (`No such image: busybox:latest`); a missing ID prefix as it was given.
     pub fn resolve(&self, query: &str) -> Result<Image> {
-        if let Ok(reference) = Reference::parse(query) {
-            if let Some(image) = self.resolve_reference(&reference)? {
+        let reference = Reference::parse(query).ok();
+        if let Some(reference) = &reference {
+            if let Some(image) = self.resolve_reference(reference)? {
                 return Ok(image);
             }
         }
-        self.resolve_id(query)
+        match (self.resolve_id(query), reference) {
+            (Err(StoreError::ImageNotFound(_)), Some(reference)) if !looks_like_id(query) => {
+                Err(StoreError::ImageNotFound(reference.familiar()))
+            }
+            (result, _) => result,
+        }
     }
 
     /// The image a reference names: a tag, or a manifest digest after `@`.
@@ -257,12 +266,13 @@ impl Store {
     }
 
     fn resolve_id(&self, query: &str) -> Result<Image> {
-        let prefix = query.strip_prefix("sha256:").unwrap_or(query);
-        let is_hex = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_hexdigit());
-        if !is_hex {
+        if !looks_like_id(query) {
             return Err(StoreError::ImageNotFound(query.to_owned()));
         }
-        let prefix = prefix.to_ascii_lowercase();
+        let prefix = query
+            .strip_prefix("sha256:")
+            .unwrap_or(query)
+            .to_ascii_lowercase();
         let mut matches: Vec<Image> = self
             .images()?
             .into_iter()
@@ -305,6 +315,12 @@ impl Store {
         }
         Ok(size)
     }
+}
+
+/// An image ID or a prefix of one: hex digits, optionally after `sha256:`.
+fn looks_like_id(query: &str) -> bool {
+    let prefix = query.strip_prefix("sha256:").unwrap_or(query);
+    !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn record_name(id: &ImageId) -> String {
@@ -482,6 +498,35 @@ mod tests {
         let report = store.remove(id.short(), true).expect("forced");
         assert_eq!(report.untagged.len(), 2);
         assert_eq!(report.deleted, Some(id));
+        assert!(store.list().expect("list").is_empty());
+    }
+
+    #[test]
+    fn a_missing_image_is_named_like_docker_names_it() {
+        let (_dir, store) = store();
+        let not_found = |query: &str| {
+            let err = store.resolve(query).unwrap_err();
+            assert!(
+                matches!(err, StoreError::ImageNotFound(_)),
+                "{query:?}: {err}"
+            );
+            err.to_string()
+        };
+        assert_eq!(not_found("busybox"), "No such image: busybox:latest");
+        assert_eq!(
+            not_found("docker.io/library/redis:7"),
+            "No such image: redis:7"
+        );
+        assert_eq!(
+            not_found("ghcr.io/org/app"),
+            "No such image: ghcr.io/org/app:latest"
+        );
+        // An ID prefix is reported as typed.
+        assert_eq!(not_found("0123abcd"), "No such image: 0123abcd");
+        // Text that is neither a reference nor an ID is not found either, never a panic.
+        assert_eq!(not_found("Not A Ref!"), "No such image: Not A Ref!");
+        assert_eq!(not_found(""), "No such image: ");
+        // The store is unchanged by failed lookups.
         assert!(store.list().expect("list").is_empty());
     }
 
