@@ -106,7 +106,8 @@ impl Runtime {
         if container_dir.exists() {
             return Err(LifecycleError::Exists(id.to_string()));
         }
-        let root = rootfs::prepare(&options.rootfs, &container_dir).map_err(|source| {
+        let user_namespace = options.config.user_namespace.as_ref();
+        let root = rootfs::prepare(&options.rootfs, &container_dir, user_namespace).map_err(|source| {
             LifecycleError::Rootfs {
                 id: id.to_string(),
                 source,

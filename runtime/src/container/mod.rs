@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod helper;
+pub mod idmap;
 pub mod lifecycle;
 pub mod rootfs;
 pub mod security;
