@@ -243,7 +243,9 @@ pub enum UserNamespaceError {
         second: String,
         side: &'static str,
     },
-    #[error("user_namespace: {count} {kind} mappings, over the kernel's limit of {MAX_MAPPING_LINES}")]
+    #[error(
+        "user_namespace: {count} {kind} mappings, over the kernel's limit of {MAX_MAPPING_LINES}"
+    )]
     TooManyMappings { kind: &'static str, count: usize },
     #[error("user_namespace: container root (uid 0 and gid 0) must be mapped, or the container could not own its files")]
     RootNotMapped,
@@ -338,10 +340,12 @@ fn validate_mappings(kind: &'static str, mappings: &[IdMapping]) -> Result<(), U
             });
         }
         let (container_end, host_end) =
-            mapping.ends().ok_or_else(|| UserNamespaceError::RangeOverflow {
-                kind,
-                mapping: mapping.to_string(),
-            })?;
+            mapping
+                .ends()
+                .ok_or_else(|| UserNamespaceError::RangeOverflow {
+                    kind,
+                    mapping: mapping.to_string(),
+                })?;
         ranges.push((mapping, container_end, host_end));
     }
     for (i, (a, a_container_end, a_host_end)) in ranges.iter().enumerate() {
@@ -349,8 +353,12 @@ fn validate_mappings(kind: &'static str, mappings: &[IdMapping]) -> Result<(), U
             let overlap = |a_start: u32, a_end: u32, b_start: u32, b_end: u32| {
                 a_start <= b_end && b_start <= a_end
             };
-            let side = if overlap(a.container_id, *a_container_end, b.container_id, *b_container_end)
-            {
+            let side = if overlap(
+                a.container_id,
+                *a_container_end,
+                b.container_id,
+                *b_container_end,
+            ) {
                 "container"
             } else if overlap(a.host_id, *a_host_end, b.host_id, *b_host_end) {
                 "host"
@@ -455,7 +463,10 @@ mod tests {
             ..ContainerConfig::default()
         };
         let json = serde_json::to_string(&config).unwrap();
-        assert!(json.contains(r#""uid_mappings":[{"container_id":0,"host_id":100000,"size":65536}]"#), "{json}");
+        assert!(
+            json.contains(r#""uid_mappings":[{"container_id":0,"host_id":100000,"size":65536}]"#),
+            "{json}"
+        );
         let back: ContainerConfig = serde_json::from_str(&json).unwrap();
         assert_eq!(back, config);
     }
@@ -483,8 +494,13 @@ mod tests {
             with_uids(vec![]).validate(),
             Err(UserNamespaceError::NoMappings("uid"))
         );
-        let err = with_uids(vec![mapping(0, 100_000, 0)]).validate().unwrap_err();
-        assert_eq!(err.to_string(), "user_namespace: uid mapping 0:100000:0 has size 0");
+        let err = with_uids(vec![mapping(0, 100_000, 0)])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "user_namespace: uid mapping 0:100000:0 has size 0"
+        );
         assert!(matches!(
             with_uids(vec![mapping(0, u32::MAX - 10, 65_536)]).validate(),
             Err(UserNamespaceError::RangeOverflow { .. })

@@ -107,12 +107,13 @@ impl Runtime {
             return Err(LifecycleError::Exists(id.to_string()));
         }
         let user_namespace = options.config.user_namespace.as_ref();
-        let root = rootfs::prepare(&options.rootfs, &container_dir, user_namespace).map_err(|source| {
-            LifecycleError::Rootfs {
-                id: id.to_string(),
-                source,
-            }
-        })?;
+        let root =
+            rootfs::prepare(&options.rootfs, &container_dir, user_namespace).map_err(|source| {
+                LifecycleError::Rootfs {
+                    id: id.to_string(),
+                    source,
+                }
+            })?;
         let result = self.create_on_rootfs(&options, &root, &container_dir);
         if result.is_err() {
             // Leave nothing mounted or half-made behind a failed create.

@@ -184,7 +184,8 @@ fn chown_to_container_root(dir: &Path, userns: &UserNamespace) -> Result<(), Roo
         .host_uid(0)
         .zip(userns.host_gid(0))
         .ok_or(UserNamespaceError::RootNotMapped)?;
-    std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(io_error("changing the owner of", dir))
+    std::os::unix::fs::chown(dir, Some(uid), Some(gid))
+        .map_err(io_error("changing the owner of", dir))
 }
 
 /// `upper`, `work` and `merged` under `container_dir`; returns `merged`.

@@ -13,14 +13,15 @@ use std::path::{Component, Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
     Capabilities, Capability, Linux, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup,
-    LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
-    Mount as OciMount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+    LinuxDeviceType, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, Mount as OciMount, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 use thiserror::Error;
 
 use super::config::{
-    ContainerConfig, DeviceMapping, Mount, MountKind, NamespaceMode, Namespaces, Propagation,
-    Resources, Ulimit, DEFAULT_SHM_SIZE,
+    ContainerConfig, DeviceMapping, IdMapping, Mount, MountKind, NamespaceMode, Namespaces,
+    Propagation, Resources, Ulimit, UserNamespace, UserNamespaceError, DEFAULT_SHM_SIZE,
 };
 use super::security::{
     container_capabilities, default_seccomp, parse_security_opts, seccomp_from_profile, Platform,
@@ -89,6 +90,10 @@ pub enum SpecError {
     Oci(#[from] oci_spec::OciSpecError),
     #[error("devices: error gathering device information while adding custom device {path:?}: {message}")]
     Device { path: String, message: String },
+    #[error("{0}")]
+    InvalidUserNamespace(#[from] UserNamespaceError),
+    #[error("user_namespace: {0}")]
+    UserNamespace(String),
 }
 
 fn resources_error(field: &'static str, message: impl Into<String>) -> SpecError {
@@ -198,7 +203,134 @@ pub fn build_spec_for_platform(
         rootfs_propagation,
         platform,
     )?));
+    apply_user_namespace(&mut spec, config)?;
     Ok(spec)
+}
+
+/// Puts the container in a user namespace of its own when `config.user_namespace`
+/// asks for one (Docker's userns-remap): the namespace, its id maps, and what must
+/// change with it. The rootfs must be prepared with the same mappings.
+///
+/// Refused like Docker refuses them: privileged, and the host's network or PID
+/// namespace; also the host IPC namespace (its mqueue cannot be mounted from a
+/// child user namespace) and joined namespaces: libcontainer 0.7 enters them after
+/// creating the user namespace, and a namespace owned by another user namespace
+/// cannot be joined from there. The network is then set up in the container's own
+/// namespace (`/proc/<pid>/ns/net`) between create and start.
+/// libcontainer itself bind-mounts device nodes instead of mknod in a user namespace.
+fn apply_user_namespace(spec: &mut Spec, config: &ContainerConfig) -> Result<(), SpecError> {
+    let Some(userns) = &config.user_namespace else {
+        return Ok(());
+    };
+    userns.validate()?;
+    check_user_namespace_conflicts(config)?;
+    if let Some(process) = spec.process() {
+        check_process_ids_mapped(process.user(), userns)?;
+    }
+    if let Some(mounts) = spec.mounts_mut() {
+        for mount in mounts.iter_mut() {
+            drop_unmapped_devpts_gid(mount, userns);
+        }
+    }
+    let linux = spec.linux_mut().get_or_insert_with(Linux::default);
+    // Docker's default "0 2147483647" names gids the namespace does not map, which
+    // the kernel refuses; like Docker, drop it unless it was asked for.
+    if !config.sysctls.contains_key(PING_GROUP_RANGE) {
+        if let Some(sysctls) = linux.sysctl_mut() {
+            sysctls.remove(PING_GROUP_RANGE);
+        }
+    }
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    let mut user = LinuxNamespace::default();
+    user.set_typ(LinuxNamespaceType::User);
+    namespaces.insert(0, user);
+    linux.set_namespaces(Some(namespaces));
+    linux.set_uid_mappings(Some(oci_id_mappings(&userns.uid_mappings)?));
+    linux.set_gid_mappings(Some(oci_id_mappings(&userns.gid_mappings)?));
+    Ok(())
+}
+
+const PING_GROUP_RANGE: &str = "net.ipv4.ping_group_range";
+
+fn check_user_namespace_conflicts(config: &ContainerConfig) -> Result<(), SpecError> {
+    let conflict = |message: String| Err(SpecError::UserNamespace(message));
+    if config.privileged {
+        return conflict("privileged mode is incompatible with user namespaces; run privileged containers without one".into());
+    }
+    let modes = &config.namespaces;
+    let kinds = [
+        ("network", &modes.network),
+        ("PID", &modes.pid),
+        ("IPC", &modes.ipc),
+        ("UTS", &modes.uts),
+        ("cgroup", &modes.cgroup),
+    ];
+    for (kind, mode) in kinds {
+        match mode {
+            NamespaceMode::Host if matches!(kind, "network" | "PID" | "IPC") => {
+                return conflict(format!(
+                    "cannot share the host's {kind} namespace when user namespaces are enabled"
+                ));
+            }
+            NamespaceMode::Join(path) => {
+                return conflict(format!(
+                    "cannot join the {kind} namespace {} from a new user namespace; leave it private (set the network up in /proc/<pid>/ns/net after create)",
+                    path.display()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The process must run as ids that exist inside the namespace: the kernel
+/// refuses to switch to unmapped ones.
+fn check_process_ids_mapped(user: &User, userns: &UserNamespace) -> Result<(), SpecError> {
+    if userns.host_uid(user.uid()).is_none() {
+        return Err(SpecError::UserNamespace(format!(
+            "the container user's uid {} is not mapped by the user namespace",
+            user.uid()
+        )));
+    }
+    let gids = std::iter::once(user.gid()).chain(user.additional_gids().iter().flatten().copied());
+    for gid in gids {
+        if userns.host_gid(gid).is_none() {
+            return Err(SpecError::UserNamespace(format!(
+                "the container user's group {gid} is not mapped by the user namespace"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// devpts' `gid=5` (tty) is only valid when gid 5 is mapped; without it the
+/// kernel's default (the mounter's gid) applies, as runc's rootless specs do.
+fn drop_unmapped_devpts_gid(mount: &mut OciMount, userns: &UserNamespace) {
+    if mount.typ().as_deref() != Some("devpts") {
+        return;
+    }
+    if let Some(options) = mount.options_mut() {
+        options.retain(|option| {
+            option
+                .strip_prefix("gid=")
+                .and_then(|gid| gid.parse().ok())
+                .is_none_or(|gid| userns.host_gid(gid).is_some())
+        });
+    }
+}
+
+fn oci_id_mappings(mappings: &[IdMapping]) -> Result<Vec<LinuxIdMapping>, SpecError> {
+    mappings
+        .iter()
+        .map(|m| {
+            Ok(LinuxIdMappingBuilder::default()
+                .container_id(m.container_id)
+                .host_id(m.host_id)
+                .size(m.size)
+                .build()?)
+        })
+        .collect()
 }
 
 /// Docker's ENTRYPOINT/CMD rules (`daemon/commit.go` merge + create):
