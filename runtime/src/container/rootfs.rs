@@ -444,4 +444,72 @@ mod tests {
         let points: Vec<_> = mount_points(text).collect();
         assert_eq!(points, vec!["/mnt/with space", "/proc"]);
     }
+
+    fn remap() -> UserNamespace {
+        UserNamespace::remap_root(100_000, 100_000, 65_536)
+    }
+
+    fn mounts_under(dir: &Path) -> Vec<String> {
+        let text = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        mount_points(&text)
+            .filter(|p| Path::new(p).starts_with(dir))
+            .collect()
+    }
+
+    #[test]
+    fn idmapped_overlay_shows_image_root_as_container_root() {
+        use std::os::unix::fs::MetadataExt;
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let layer = tmp.path().join("layer");
+        fs::create_dir_all(layer.join("etc")).unwrap();
+        fs::write(layer.join("etc/passwd"), "root:x:0:0::/:/bin/sh\n").unwrap();
+        let ctr = tmp.path().join("ctr");
+        let source = RootfsSource::Layers(vec![layer.clone()]);
+        let merged = prepare(&source, &ctr, Some(&remap())).unwrap();
+        let owner = fs::metadata(merged.join("etc/passwd")).map(|m| m.uid());
+        let upper_owner = fs::metadata(ctr.join("upper")).map(|m| (m.uid(), m.gid()));
+        let mounted = mounts_under(&ctr);
+        let lower_left = ctr.join("lower").exists();
+        teardown(&ctr).unwrap();
+        assert_eq!(owner.unwrap(), 100_000);
+        assert_eq!(upper_owner.unwrap(), (100_000, 100_000));
+        // Only the overlay: the idmapped layer binds were detached once it was up.
+        assert_eq!(mounted, vec![merged.display().to_string()]);
+        assert!(!lower_left);
+        assert!(mounts_under(&ctr).is_empty());
+        assert!(!ctr.join("upper").exists() && !merged.exists());
+        assert_eq!(fs::metadata(layer.join("etc/passwd")).unwrap().uid(), 0);
+    }
+
+    #[test]
+    fn idmapped_dir_teardown_keeps_the_directory_contents() {
+        if !rustix::process::geteuid().is_root() {
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("rootfs");
+        fs::create_dir_all(dir.join("etc")).unwrap();
+        let ctr = tmp.path().join("ctr");
+        let merged = prepare(&RootfsSource::Dir(dir.clone()), &ctr, Some(&remap())).unwrap();
+        assert!(merged.join("etc").is_dir());
+        teardown(&ctr).unwrap();
+        assert!(mounts_under(&ctr).is_empty());
+        assert!(
+            dir.join("etc").is_dir(),
+            "teardown removed the rootfs dir's files"
+        );
+    }
+
+    #[test]
+    fn invalid_mappings_fail_before_anything_is_made() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ctr = tmp.path().join("ctr");
+        let source = RootfsSource::Layers(vec![tmp.path().to_path_buf()]);
+        let err = prepare(&source, &ctr, Some(&UserNamespace::default())).unwrap_err();
+        assert!(matches!(err, RootfsError::UserNamespace(_)), "{err}");
+        assert!(!ctr.exists());
+    }
 }

@@ -2075,3 +2075,175 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod user_namespace_tests {
+    use super::*;
+    use crate::container::config::DEFAULT_REMAP_SIZE;
+
+    fn remapped() -> ContainerConfig {
+        ContainerConfig {
+            command: Some(vec!["true".into()]),
+            user_namespace: Some(UserNamespace::remap_root(
+                100_000,
+                200_000,
+                DEFAULT_REMAP_SIZE,
+            )),
+            ..ContainerConfig::default()
+        }
+    }
+
+    fn build(config: &ContainerConfig) -> Result<Spec, SpecError> {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nfar:x:70000:70000::/:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("etc/group"), "root:x:0:\n").unwrap();
+        let platform = Platform {
+            arch: "amd64".into(),
+            kernel: (6, 1),
+        };
+        let image = ImageConfiguration::default();
+        build_spec_for_platform(&image, config, dir.path(), "/rcompose/p/c", &platform)
+    }
+
+    fn linux(spec: &Spec) -> &Linux {
+        spec.linux().as_ref().unwrap()
+    }
+
+    fn mapping_triples(mappings: &Option<Vec<LinuxIdMapping>>) -> Vec<(u32, u32, u32)> {
+        mappings
+            .iter()
+            .flatten()
+            .map(|m| (m.container_id(), m.host_id(), m.size()))
+            .collect()
+    }
+
+    #[test]
+    fn without_user_namespace_nothing_changes() {
+        let config = ContainerConfig {
+            user_namespace: None,
+            ..remapped()
+        };
+        let spec = build(&config).unwrap();
+        let namespaces = linux(&spec).namespaces().clone().unwrap();
+        assert!(namespaces
+            .iter()
+            .all(|ns| ns.typ() != LinuxNamespaceType::User));
+        assert_eq!(linux(&spec).uid_mappings(), &None);
+        assert!(linux(&spec)
+            .sysctl()
+            .as_ref()
+            .unwrap()
+            .contains_key(PING_GROUP_RANGE));
+    }
+
+    #[test]
+    fn user_namespace_comes_first_with_the_maps() {
+        let spec = build(&remapped()).unwrap();
+        let namespaces = linux(&spec).namespaces().clone().unwrap();
+        let first = namespaces.first().unwrap();
+        assert_eq!(first.typ(), LinuxNamespaceType::User);
+        assert_eq!(first.path(), &None);
+        assert_eq!(
+            mapping_triples(linux(&spec).uid_mappings()),
+            vec![(0, 100_000, 65_536)]
+        );
+        assert_eq!(
+            mapping_triples(linux(&spec).gid_mappings()),
+            vec![(0, 200_000, 65_536)]
+        );
+        let sysctls = linux(&spec).sysctl().clone().unwrap();
+        assert!(!sysctls.contains_key(PING_GROUP_RANGE));
+        assert_eq!(
+            sysctls
+                .get("net.ipv4.ip_unprivileged_port_start")
+                .map(String::as_str),
+            Some("0")
+        );
+    }
+
+    #[test]
+    fn configured_ping_range_is_kept() {
+        let mut config = remapped();
+        config
+            .sysctls
+            .insert(PING_GROUP_RANGE.into(), "0 1000".into());
+        let spec = build(&config).unwrap();
+        let sysctls = linux(&spec).sysctl().clone().unwrap();
+        assert_eq!(
+            sysctls.get(PING_GROUP_RANGE).map(String::as_str),
+            Some("0 1000")
+        );
+    }
+
+    #[test]
+    fn devpts_tty_group_is_dropped_only_when_unmapped() {
+        let devpts_options = |spec: &Spec| {
+            spec.mounts()
+                .iter()
+                .flatten()
+                .find(|m| m.typ().as_deref() == Some("devpts"))
+                .and_then(|m| m.options().clone())
+                .unwrap()
+        };
+        let spec = build(&remapped()).unwrap();
+        assert!(devpts_options(&spec).contains(&"gid=5".to_string()));
+        let mut config = remapped();
+        config.user_namespace = Some(UserNamespace::remap_root(100_000, 200_000, 1));
+        let spec = build(&config).unwrap();
+        assert!(!devpts_options(&spec).iter().any(|o| o.starts_with("gid=")));
+    }
+
+    #[test]
+    fn docker_conflicts_are_refused() {
+        let refused = |config: ContainerConfig, text: &str| {
+            let err = build(&config).unwrap_err();
+            assert!(err.to_string().contains(text), "{err}");
+        };
+        refused(
+            ContainerConfig {
+                privileged: true,
+                ..remapped()
+            },
+            "privileged mode is incompatible with user namespaces",
+        );
+        let mut host_net = remapped();
+        host_net.namespaces.network = NamespaceMode::Host;
+        refused(
+            host_net,
+            "cannot share the host's network namespace when user namespaces are enabled",
+        );
+        let mut host_pid = remapped();
+        host_pid.namespaces.pid = NamespaceMode::Host;
+        refused(host_pid, "host's PID namespace");
+        let mut joined = remapped();
+        joined.namespaces.ipc = NamespaceMode::Join("/proc/42/ns/ipc".into());
+        refused(joined, "cannot join the IPC namespace /proc/42/ns/ipc");
+        let mut host_uts = remapped();
+        host_uts.namespaces.uts = NamespaceMode::Host;
+        assert!(build(&host_uts).is_ok());
+    }
+
+    #[test]
+    fn unmapped_users_and_bad_maps_are_refused() {
+        let mut config = remapped();
+        config.user = Some("far".into());
+        let err = build(&config).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "user_namespace: the container user's uid 70000 is not mapped by the user namespace"
+        );
+        let mut config = remapped();
+        config.group_add = vec!["70001".into()];
+        let err = build(&config).unwrap_err();
+        assert!(err.to_string().contains("group 70001"), "{err}");
+        let mut config = remapped();
+        config.user_namespace = Some(UserNamespace::default());
+        let err = build(&config).unwrap_err();
+        assert!(matches!(err, SpecError::InvalidUserNamespace(_)), "{err}");
+    }
+}
