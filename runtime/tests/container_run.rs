@@ -17,8 +17,13 @@ use std::process::Command;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use std::os::unix::fs::MetadataExt;
+
 use oci_spec::image::ImageConfiguration;
-use rcompose_runtime::container::config::{ContainerConfig, Resources};
+use rcompose_runtime::container::config::{
+    ContainerConfig, Mount, MountKind, NamespaceMode, Propagation, Resources, UserNamespace,
+    DEFAULT_REMAP_SIZE,
+};
 use rcompose_runtime::container::helper;
 use rcompose_runtime::container::lifecycle::{
     ContainerOutput, CreateOptions, ExecOptions, Runtime,
@@ -133,6 +138,20 @@ fn main() {
             "command_not_found_fails_create_cleanly",
             command_not_found_fails_create_cleanly,
         ),
+        ("userns_root_is_remapped", userns_root_is_remapped),
+        (
+            "userns_root_writes_land_as_host_range",
+            userns_root_writes_land_as_host_range,
+        ),
+        (
+            "userns_plain_dir_rootfs_is_idmapped",
+            userns_plain_dir_rootfs_is_idmapped,
+        ),
+        (
+            "userns_joined_namespace_is_refused_before_create",
+            userns_joined_namespace_is_refused_before_create,
+        ),
+        ("init_reaps_and_forwards", init_reaps_and_forwards),
         ("timing_true_median_of_50", timing_true_median_of_50),
     ];
     let mut failed = 0;
@@ -662,6 +681,175 @@ fn sigpipe_has_its_default_action(f: &mut Fixture) -> TestResult {
         &"SigIgn:\t0000000000000000\n",
         "ignored signals",
     )
+}
+
+/// The host range container root is mapped to in the user namespace tests.
+const REMAP_HOST_ID: u32 = 100_000;
+
+fn userns_config() -> ContainerConfig {
+    ContainerConfig {
+        user_namespace: Some(UserNamespace::remap_root(
+            REMAP_HOST_ID,
+            REMAP_HOST_ID,
+            DEFAULT_REMAP_SIZE,
+        )),
+        ..config()
+    }
+}
+
+/// Lines with their runs of blanks squeezed (uid_map pads its columns).
+fn squeezed_lines(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn userns_root_is_remapped(f: &mut Fixture) -> TestResult {
+    let script = "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map; stat -c %u:%g /etc/passwd /; ls /dev/null";
+    let run = f.run(&["sh", "-c", script], userns_config(), true)?;
+    check_eq(&run.stderr.as_str(), &"", "stderr")?;
+    let map = format!("0 {REMAP_HOST_ID} {DEFAULT_REMAP_SIZE}");
+    check_eq(
+        &squeezed_lines(&run.stdout),
+        &["0", "0", &map, &map, "0:0", "0:0", "/dev/null"]
+            .map(String::from)
+            .to_vec(),
+        "ids, maps and image file owners inside",
+    )?;
+    check_eq(&run.status.code, &0, "exit code")
+}
+
+/// Root inside writes to the image's /etc and to /tmp; the files land in the
+/// upper dir as the host range's first id; a host-root-owned bind mount refuses it.
+fn userns_root_writes_land_as_host_range(f: &mut Fixture) -> TestResult {
+    let host_dir = f.busybox.with_file_name("userns-host-owned");
+    fs::create_dir_all(&host_dir).map_err(|e| e.to_string())?;
+    let mut cfg = userns_config();
+    cfg.mounts = vec![Mount {
+        target: "/host".into(),
+        read_only: false,
+        kind: MountKind::Bind {
+            source: host_dir.clone(),
+            propagation: Propagation::Rprivate,
+            non_recursive: false,
+        },
+    }];
+    cfg.command = Some(
+        [
+            "sh",
+            "-c",
+            "echo a > /etc/added && echo b > /tmp/t && echo ok; echo c > /host/f || echo refused",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let id = f.next_id();
+    let (stdio, out, err) = piped_stdio()?;
+    f.create_on(
+        &id,
+        RootfsSource::Layers(vec![f.busybox.clone()]),
+        cfg,
+        stdio,
+    )?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    let status = f.runtime.wait(&id).map_err(|e| e.to_string())?;
+    let upper = f.runtime.container_dir(&id).join("upper");
+    let owners: Vec<_> = ["etc/added", "tmp/t"]
+        .iter()
+        .map(|p| fs::metadata(upper.join(p)).map(|m| (m.uid(), m.gid())))
+        .collect();
+    f.delete_and_check_clean(&id)?;
+    let join = |r: Reader| r.join().map_err(|_| "reader thread panicked".to_string());
+    check_eq(
+        &join(err)?.as_str(),
+        &"sh: can't create /host/f: Permission denied\n",
+        "stderr",
+    )?;
+    check_eq(&join(out)?.as_str(), &"ok\nrefused\n", "stdout")?;
+    check_eq(&status.code, &0, "exit code")?;
+    for owner in owners {
+        let owner = owner.map_err(|e| format!("file missing in the upper dir: {e}"))?;
+        check_eq(&owner, &(REMAP_HOST_ID, REMAP_HOST_ID), "owner on the host")?;
+    }
+    if host_dir.join("f").exists() {
+        return Err("container root wrote into a host-root-owned bind mount".into());
+    }
+    if f.busybox.join("etc/added").exists() {
+        return Err("the container's write reached the image dir".into());
+    }
+    Ok(())
+}
+
+fn userns_plain_dir_rootfs_is_idmapped(f: &mut Fixture) -> TestResult {
+    let run = f.run(
+        &["sh", "-c", "id -u; stat -c %u /etc/hostname-marker"],
+        userns_config(),
+        false,
+    )?;
+    check_eq(&run.stdout.as_str(), &"0\n0\n", "uid and file owner inside")?;
+    check_eq(&run.status.code, &0, "exit code")
+}
+
+/// libcontainer 0.7 would enter the other container's network namespace from
+/// inside the new user namespace, which the kernel refuses; the spec refuses first.
+fn userns_joined_namespace_is_refused_before_create(f: &mut Fixture) -> TestResult {
+    let other = f.next_id();
+    let (stdio, _out, _err) = piped_stdio()?;
+    let pid = f.create(&other, &["sleep", "30"], config(), true, stdio)?;
+    let mut cfg = userns_config();
+    cfg.namespaces.network = NamespaceMode::Join(format!("/proc/{pid}/ns/net").into());
+    let id = f.next_id();
+    let (stdio, _out, _err) = piped_stdio()?;
+    let created = f.create(&id, &["true"], cfg, true, stdio);
+    f.runtime.delete(&other, true).map_err(|e| e.to_string())?;
+    match created {
+        Err(err) if err.contains("cannot join the network namespace") => {}
+        other => {
+            return Err(format!(
+                "create joining another container's netns: {other:?}"
+            ))
+        }
+    }
+    f.check_clean(&id)?;
+    f.check_clean(&other)
+}
+
+/// `init: true`: PID 1 is the built-in init, the command runs as its child, an
+/// orphan is reaped, and a stop's SIGTERM reaches the command (no grace-period
+/// SIGKILL needed, unlike a bare PID 1 without a handler).
+fn init_reaps_and_forwards(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    let mut cfg = config();
+    cfg.init = true;
+    let script = "sh -c 'sleep 0.1 &' ; sleep 0.3; \
+        echo pid1=$(cat /proc/1/comm) me=$$ zombies=$(grep -l '^State:.Z' /proc/[0-9]*/status | wc -l); \
+        exec sleep 30";
+    f.create_logged(&id, &["sh", "-c", script], cfg)?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    eventually(|| {
+        let lines: Vec<String> = f.log_records(&id)?.into_iter().map(|(_, l)| l).collect();
+        match lines.first() {
+            Some(line) if line.starts_with("pid1=") => Ok(()),
+            _ => Err(format!("no report yet: {lines:?}")),
+        }
+    })?;
+    let lines: Vec<String> = f.log_records(&id)?.into_iter().map(|(_, l)| l).collect();
+    let status = f
+        .runtime
+        .stop(&id, 15, std::time::Duration::from_secs(20))
+        .map_err(|e| e.to_string())?;
+    f.delete_and_check_clean(&id)?;
+    let report = lines.first().map(String::as_str).unwrap_or_default();
+    if !report.starts_with("pid1=rcompose-init") && !report.starts_with("pid1=docker-init") {
+        return Err(format!("PID 1 is not the init: {report:?}"));
+    }
+    if report.contains("me=1 ") {
+        return Err(format!("the command runs as PID 1: {report:?}"));
+    }
+    if !report.ends_with("zombies=0\n") {
+        return Err(format!("an orphan was not reaped: {report:?}"));
+    }
+    check_eq(&status.code, &143, "exit code after a forwarded SIGTERM")
 }
 
 fn timing_true_median_of_50(f: &mut Fixture) -> TestResult {

@@ -28,6 +28,7 @@ use thiserror::Error;
 
 use super::config::ContainerConfig;
 use super::helper::{HelperClient, HelperError, Reply, Request};
+use super::init::{install_init, InitError};
 use super::monitor::{self, MonitorConfig, MonitorReply, MonitorRequest, Output};
 use super::rootfs::{self, RootfsError, RootfsSource};
 use super::spec::{build_spec, SpecError};
@@ -73,6 +74,8 @@ pub enum LifecycleError {
     ExecOptions { id: String, reason: String },
     #[error(transparent)]
     Helper(#[from] HelperError),
+    #[error(transparent)]
+    Init(#[from] InitError),
     #[error("container {id}: {action}: {source}")]
     Io {
         id: String,
@@ -170,6 +173,8 @@ pub struct Runtime {
     program: PathBuf,
     helper: Option<HelperClient>,
     state_root: PathBuf,
+    /// The built-in init, installed under the state root on first need.
+    init_binary: Option<PathBuf>,
 }
 
 impl Runtime {
@@ -181,7 +186,17 @@ impl Runtime {
             program: program.to_path_buf(),
             helper: None,
             state_root: state_root.into(),
+            init_binary: None,
         }
+    }
+
+    /// The path of the built-in init (`init: true`), installed on first use.
+    pub fn init_binary(&mut self) -> Result<PathBuf, LifecycleError> {
+        if let Some(path) = &self.init_binary {
+            return Ok(path.clone());
+        }
+        let path = install_init(&self.state_root.join("bin"))?;
+        Ok(self.init_binary.insert(path).clone())
     }
 
     /// The directory holding a container's bundle, overlay and log.
@@ -228,12 +243,14 @@ impl Runtime {
         if container_dir.exists() {
             return Err(LifecycleError::Exists(id.to_string()));
         }
-        let root = rootfs::prepare(&options.rootfs, &container_dir).map_err(|source| {
-            LifecycleError::Rootfs {
-                id: id.to_string(),
-                source,
-            }
-        })?;
+        let user_namespace = options.config.user_namespace.as_ref();
+        let root =
+            rootfs::prepare(&options.rootfs, &container_dir, user_namespace).map_err(|source| {
+                LifecycleError::Rootfs {
+                    id: id.to_string(),
+                    source,
+                }
+            })?;
         let result = self.create_on_rootfs(options, &root, &container_dir);
         if result.is_err() {
             // Leave nothing mounted or half-made behind a failed create.
@@ -250,12 +267,15 @@ impl Runtime {
         container_dir: &Path,
     ) -> Result<i32, LifecycleError> {
         let id = options.id;
-        let spec = build_spec(options.image, options.config, root, options.cgroups_path).map_err(
-            |source| LifecycleError::Spec {
+        let mut container_config = options.config.clone();
+        if container_config.init && container_config.init_binary.is_none() {
+            container_config.init_binary = Some(self.init_binary()?);
+        }
+        let spec = build_spec(options.image, &container_config, root, options.cgroups_path)
+            .map_err(|source| LifecycleError::Spec {
                 id: id.to_string(),
                 source,
-            },
-        )?;
+            })?;
         fs::create_dir_all(container_dir).map_err(|source| io_error(id, "creating", source))?;
         let (output, direct) = match options.output {
             ContainerOutput::Log(log) => (Output::Log { options: log }, None),

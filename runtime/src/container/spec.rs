@@ -13,14 +13,15 @@ use std::path::{Component, Path, PathBuf};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{
     Capabilities, Capability, Linux, LinuxCapabilities, LinuxCpu, LinuxDevice, LinuxDeviceCgroup,
-    LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources,
-    Mount as OciMount, PosixRlimit, PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
+    LinuxDeviceType, LinuxIdMapping, LinuxIdMappingBuilder, LinuxMemory, LinuxNamespace,
+    LinuxNamespaceType, LinuxPids, LinuxResources, Mount as OciMount, PosixRlimit,
+    PosixRlimitBuilder, PosixRlimitType, Process, Root, Spec, User,
 };
 use thiserror::Error;
 
 use super::config::{
-    ContainerConfig, DeviceMapping, Mount, MountKind, NamespaceMode, Namespaces, Propagation,
-    Resources, Ulimit, DEFAULT_SHM_SIZE,
+    ContainerConfig, DeviceMapping, IdMapping, Mount, MountKind, NamespaceMode, Namespaces,
+    Propagation, Resources, Ulimit, UserNamespace, UserNamespaceError, DEFAULT_SHM_SIZE,
 };
 use super::executable::{check_process_executable, ExecutableError};
 use super::security::{
@@ -92,6 +93,10 @@ pub enum SpecError {
     Executable(#[from] ExecutableError),
     #[error("devices: error gathering device information while adding custom device {path:?}: {message}")]
     Device { path: String, message: String },
+    #[error("{0}")]
+    InvalidUserNamespace(#[from] UserNamespaceError),
+    #[error("user_namespace: {0}")]
+    UserNamespace(String),
 }
 
 fn resources_error(field: &'static str, message: impl Into<String>) -> SpecError {
@@ -204,7 +209,134 @@ pub fn build_spec_for_platform(
     // Docker only finds a missing command when the container starts; the rootfs is
     // already here, so say it now, before anything is created.
     check_process_executable(&spec, rootfs, config.init)?;
+    apply_user_namespace(&mut spec, config)?;
     Ok(spec)
+}
+
+/// Puts the container in a user namespace of its own when `config.user_namespace`
+/// asks for one (Docker's userns-remap): the namespace, its id maps, and what must
+/// change with it. The rootfs must be prepared with the same mappings.
+///
+/// Refused like Docker refuses them: privileged, and the host's network or PID
+/// namespace; also the host IPC namespace (its mqueue cannot be mounted from a
+/// child user namespace) and joined namespaces: libcontainer 0.7 enters them after
+/// creating the user namespace, and a namespace owned by another user namespace
+/// cannot be joined from there. The network is then set up in the container's own
+/// namespace (`/proc/<pid>/ns/net`) between create and start.
+/// libcontainer itself bind-mounts device nodes instead of mknod in a user namespace.
+fn apply_user_namespace(spec: &mut Spec, config: &ContainerConfig) -> Result<(), SpecError> {
+    let Some(userns) = &config.user_namespace else {
+        return Ok(());
+    };
+    userns.validate()?;
+    check_user_namespace_conflicts(config)?;
+    if let Some(process) = spec.process() {
+        check_process_ids_mapped(process.user(), userns)?;
+    }
+    if let Some(mounts) = spec.mounts_mut() {
+        for mount in mounts.iter_mut() {
+            drop_unmapped_devpts_gid(mount, userns);
+        }
+    }
+    let linux = spec.linux_mut().get_or_insert_with(Linux::default);
+    // Docker's default "0 2147483647" names gids the namespace does not map, which
+    // the kernel refuses; like Docker, drop it unless it was asked for.
+    if !config.sysctls.contains_key(PING_GROUP_RANGE) {
+        if let Some(sysctls) = linux.sysctl_mut() {
+            sysctls.remove(PING_GROUP_RANGE);
+        }
+    }
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    let mut user = LinuxNamespace::default();
+    user.set_typ(LinuxNamespaceType::User);
+    namespaces.insert(0, user);
+    linux.set_namespaces(Some(namespaces));
+    linux.set_uid_mappings(Some(oci_id_mappings(&userns.uid_mappings)?));
+    linux.set_gid_mappings(Some(oci_id_mappings(&userns.gid_mappings)?));
+    Ok(())
+}
+
+const PING_GROUP_RANGE: &str = "net.ipv4.ping_group_range";
+
+fn check_user_namespace_conflicts(config: &ContainerConfig) -> Result<(), SpecError> {
+    let conflict = |message: String| Err(SpecError::UserNamespace(message));
+    if config.privileged {
+        return conflict("privileged mode is incompatible with user namespaces; run privileged containers without one".into());
+    }
+    let modes = &config.namespaces;
+    let kinds = [
+        ("network", &modes.network),
+        ("PID", &modes.pid),
+        ("IPC", &modes.ipc),
+        ("UTS", &modes.uts),
+        ("cgroup", &modes.cgroup),
+    ];
+    for (kind, mode) in kinds {
+        match mode {
+            NamespaceMode::Host if matches!(kind, "network" | "PID" | "IPC") => {
+                return conflict(format!(
+                    "cannot share the host's {kind} namespace when user namespaces are enabled"
+                ));
+            }
+            NamespaceMode::Join(path) => {
+                return conflict(format!(
+                    "cannot join the {kind} namespace {} from a new user namespace; leave it private (set the network up in /proc/<pid>/ns/net after create)",
+                    path.display()
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The process must run as ids that exist inside the namespace: the kernel
+/// refuses to switch to unmapped ones.
+fn check_process_ids_mapped(user: &User, userns: &UserNamespace) -> Result<(), SpecError> {
+    if userns.host_uid(user.uid()).is_none() {
+        return Err(SpecError::UserNamespace(format!(
+            "the container user's uid {} is not mapped by the user namespace",
+            user.uid()
+        )));
+    }
+    let gids = std::iter::once(user.gid()).chain(user.additional_gids().iter().flatten().copied());
+    for gid in gids {
+        if userns.host_gid(gid).is_none() {
+            return Err(SpecError::UserNamespace(format!(
+                "the container user's group {gid} is not mapped by the user namespace"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// devpts' `gid=5` (tty) is only valid when gid 5 is mapped; without it the
+/// kernel's default (the mounter's gid) applies, as runc's rootless specs do.
+fn drop_unmapped_devpts_gid(mount: &mut OciMount, userns: &UserNamespace) {
+    if mount.typ().as_deref() != Some("devpts") {
+        return;
+    }
+    if let Some(options) = mount.options_mut() {
+        options.retain(|option| {
+            option
+                .strip_prefix("gid=")
+                .and_then(|gid| gid.parse().ok())
+                .is_none_or(|gid| userns.host_gid(gid).is_some())
+        });
+    }
+}
+
+fn oci_id_mappings(mappings: &[IdMapping]) -> Result<Vec<LinuxIdMapping>, SpecError> {
+    mappings
+        .iter()
+        .map(|m| {
+            Ok(LinuxIdMappingBuilder::default()
+                .container_id(m.container_id)
+                .host_id(m.host_id)
+                .size(m.size)
+                .build()?)
+        })
+        .collect()
 }
 
 /// Docker's ENTRYPOINT/CMD rules (`daemon/commit.go` merge + create):
@@ -1997,5 +2129,177 @@ mod tests {
                 .len()
                 > 10
         );
+    }
+}
+
+#[cfg(test)]
+mod user_namespace_tests {
+    use super::*;
+    use crate::container::config::DEFAULT_REMAP_SIZE;
+
+    fn remapped() -> ContainerConfig {
+        ContainerConfig {
+            command: Some(vec!["true".into()]),
+            user_namespace: Some(UserNamespace::remap_root(
+                100_000,
+                200_000,
+                DEFAULT_REMAP_SIZE,
+            )),
+            ..ContainerConfig::default()
+        }
+    }
+
+    fn build(config: &ContainerConfig) -> Result<Spec, SpecError> {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\nfar:x:70000:70000::/:/bin/sh\n",
+        )
+        .unwrap();
+        fs::write(dir.path().join("etc/group"), "root:x:0:\n").unwrap();
+        let platform = Platform {
+            arch: "amd64".into(),
+            kernel: (6, 1),
+        };
+        let image = ImageConfiguration::default();
+        build_spec_for_platform(&image, config, dir.path(), "/rcompose/p/c", &platform)
+    }
+
+    fn linux(spec: &Spec) -> &Linux {
+        spec.linux().as_ref().unwrap()
+    }
+
+    fn mapping_triples(mappings: &Option<Vec<LinuxIdMapping>>) -> Vec<(u32, u32, u32)> {
+        mappings
+            .iter()
+            .flatten()
+            .map(|m| (m.container_id(), m.host_id(), m.size()))
+            .collect()
+    }
+
+    #[test]
+    fn without_user_namespace_nothing_changes() {
+        let config = ContainerConfig {
+            user_namespace: None,
+            ..remapped()
+        };
+        let spec = build(&config).unwrap();
+        let namespaces = linux(&spec).namespaces().clone().unwrap();
+        assert!(namespaces
+            .iter()
+            .all(|ns| ns.typ() != LinuxNamespaceType::User));
+        assert_eq!(linux(&spec).uid_mappings(), &None);
+        assert!(linux(&spec)
+            .sysctl()
+            .as_ref()
+            .unwrap()
+            .contains_key(PING_GROUP_RANGE));
+    }
+
+    #[test]
+    fn user_namespace_comes_first_with_the_maps() {
+        let spec = build(&remapped()).unwrap();
+        let namespaces = linux(&spec).namespaces().clone().unwrap();
+        let first = namespaces.first().unwrap();
+        assert_eq!(first.typ(), LinuxNamespaceType::User);
+        assert_eq!(first.path(), &None);
+        assert_eq!(
+            mapping_triples(linux(&spec).uid_mappings()),
+            vec![(0, 100_000, 65_536)]
+        );
+        assert_eq!(
+            mapping_triples(linux(&spec).gid_mappings()),
+            vec![(0, 200_000, 65_536)]
+        );
+        let sysctls = linux(&spec).sysctl().clone().unwrap();
+        assert!(!sysctls.contains_key(PING_GROUP_RANGE));
+        assert_eq!(
+            sysctls
+                .get("net.ipv4.ip_unprivileged_port_start")
+                .map(String::as_str),
+            Some("0")
+        );
+    }
+
+    #[test]
+    fn configured_ping_range_is_kept() {
+        let mut config = remapped();
+        config
+            .sysctls
+            .insert(PING_GROUP_RANGE.into(), "0 1000".into());
+        let spec = build(&config).unwrap();
+        let sysctls = linux(&spec).sysctl().clone().unwrap();
+        assert_eq!(
+            sysctls.get(PING_GROUP_RANGE).map(String::as_str),
+            Some("0 1000")
+        );
+    }
+
+    #[test]
+    fn devpts_tty_group_is_dropped_only_when_unmapped() {
+        let devpts_options = |spec: &Spec| {
+            spec.mounts()
+                .iter()
+                .flatten()
+                .find(|m| m.typ().as_deref() == Some("devpts"))
+                .and_then(|m| m.options().clone())
+                .unwrap()
+        };
+        let spec = build(&remapped()).unwrap();
+        assert!(devpts_options(&spec).contains(&"gid=5".to_string()));
+        let mut config = remapped();
+        config.user_namespace = Some(UserNamespace::remap_root(100_000, 200_000, 1));
+        let spec = build(&config).unwrap();
+        assert!(!devpts_options(&spec).iter().any(|o| o.starts_with("gid=")));
+    }
+
+    #[test]
+    fn docker_conflicts_are_refused() {
+        let refused = |config: ContainerConfig, text: &str| {
+            let err = build(&config).unwrap_err();
+            assert!(err.to_string().contains(text), "{err}");
+        };
+        refused(
+            ContainerConfig {
+                privileged: true,
+                ..remapped()
+            },
+            "privileged mode is incompatible with user namespaces",
+        );
+        let mut host_net = remapped();
+        host_net.namespaces.network = NamespaceMode::Host;
+        refused(
+            host_net,
+            "cannot share the host's network namespace when user namespaces are enabled",
+        );
+        let mut host_pid = remapped();
+        host_pid.namespaces.pid = NamespaceMode::Host;
+        refused(host_pid, "host's PID namespace");
+        let mut joined = remapped();
+        joined.namespaces.ipc = NamespaceMode::Join("/proc/42/ns/ipc".into());
+        refused(joined, "cannot join the IPC namespace /proc/42/ns/ipc");
+        let mut host_uts = remapped();
+        host_uts.namespaces.uts = NamespaceMode::Host;
+        assert!(build(&host_uts).is_ok());
+    }
+
+    #[test]
+    fn unmapped_users_and_bad_maps_are_refused() {
+        let mut config = remapped();
+        config.user = Some("far".into());
+        let err = build(&config).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "user_namespace: the container user's uid 70000 is not mapped by the user namespace"
+        );
+        let mut config = remapped();
+        config.group_add = vec!["70001".into()];
+        let err = build(&config).unwrap_err();
+        assert!(err.to_string().contains("group 70001"), "{err}");
+        let mut config = remapped();
+        config.user_namespace = Some(UserNamespace::default());
+        let err = build(&config).unwrap_err();
+        assert!(matches!(err, SpecError::InvalidUserNamespace(_)), "{err}");
     }
 }
