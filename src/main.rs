@@ -6,5 +6,8 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    // Before anything else (before any thread exists): when started as the
+    // container runtime's helper, this serves it and never returns.
+    rcompose_runtime::container::helper::maybe_run();
     std::process::ExitCode::from(rcompose::cli::run())
 }

@@ -152,6 +152,10 @@ fn main() {
             userns_joined_namespace_is_refused_before_create,
         ),
         ("init_reaps_and_forwards", init_reaps_and_forwards),
+        (
+            "pids_limit_holds_and_stats_see_it",
+            pids_limit_holds_and_stats_see_it,
+        ),
         ("timing_true_median_of_50", timing_true_median_of_50),
     ];
     let mut failed = 0;
@@ -850,6 +854,53 @@ fn init_reaps_and_forwards(f: &mut Fixture) -> TestResult {
         return Err(format!("an orphan was not reaped: {report:?}"));
     }
     check_eq(&status.code, &143, "exit code after a forwarded SIGTERM")
+}
+
+/// With `pids_limit: 8`, forks beyond the limit fail inside the container, and
+/// the stats read from its cgroups show the limit and the live processes.
+fn pids_limit_holds_and_stats_see_it(f: &mut Fixture) -> TestResult {
+    let id = f.next_id();
+    let mut cfg = config();
+    cfg.resources.pids_limit = Some(8);
+    f.create_logged(&id, &["sleep", "30"], cfg)?;
+    f.runtime.start(&id).map_err(|e| e.to_string())?;
+    let (err_r, err_w) = pipe()?;
+    let stderr = drain(err_r);
+    let session = f
+        .runtime
+        .exec(
+            &id,
+            ExecOptions {
+                args: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    // The sleeps must not hold the stderr pipe open.
+                    "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 30 2>/dev/null & done; echo all-forked"
+                        .into(),
+                ],
+                stderr: Some(err_w),
+                ..ExecOptions::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let code = session.wait().map_err(|e| e.to_string())?;
+    let stderr = stderr.join().map_err(|_| "reader thread panicked")?;
+    let stats = f.runtime.stats(&id).map_err(|e| e.to_string())?;
+    f.runtime.delete(&id, true).map_err(|e| e.to_string())?;
+    f.check_clean(&id)?;
+    check_eq(&stats.pids_limit, &Some(8), "pids limit in stats")?;
+    if code == 0 || !stderr.contains("fork") {
+        return Err(format!(
+            "forks beyond the limit did not fail: exit {code}, {stderr:?}"
+        ));
+    }
+    if !(2..=8).contains(&stats.pids_current) {
+        return Err(format!("processes in the cgroup: {}", stats.pids_current));
+    }
+    if stats.memory_usage == 0 {
+        return Err("stats show no memory use".into());
+    }
+    Ok(())
 }
 
 fn timing_true_median_of_50(f: &mut Fixture) -> TestResult {

@@ -32,6 +32,7 @@ use super::init::{install_init, InitError};
 use super::monitor::{self, MonitorConfig, MonitorReply, MonitorRequest, Output};
 use super::rootfs::{self, RootfsError, RootfsSource};
 use super::spec::{build_spec, SpecError};
+use super::stats::{read_stats, ContainerStats, StatsError};
 use super::status::{ContainerState, ExitRecord, ExitStatus, State};
 use super::user::{resolve_user, UserError};
 use super::wire::{self, WireError};
@@ -76,6 +77,12 @@ pub enum LifecycleError {
     Helper(#[from] HelperError),
     #[error(transparent)]
     Init(#[from] InitError),
+    #[error("container {id}: stats: {source}")]
+    Stats {
+        id: String,
+        #[source]
+        source: StatsError,
+    },
     #[error("container {id}: {action}: {source}")]
     Io {
         id: String,
@@ -425,6 +432,20 @@ impl Runtime {
                 })
             }
         }
+    }
+
+    /// CPU, memory and pids figures of a running container, from its cgroups.
+    pub fn stats(&self, id: &str) -> Result<ContainerStats, LifecycleError> {
+        validate_id(id)?;
+        let config = load_monitor_config(id, &self.container_dir(id))
+            .map_err(|_| LifecycleError::NotFound(id.to_string()))?;
+        if self.connect(id)?.is_none() {
+            return Err(LifecycleError::NotRunning(id.to_string()));
+        }
+        read_stats(&config.cgroups_path).map_err(|source| LifecycleError::Stats {
+            id: id.to_string(),
+            source,
+        })
     }
 
     /// Starts a process in the running container.

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use super::adapt::without_false_no_new_privileges;
 use super::process::reset_signal_dispositions;
+use super::stats::read_oom_kills;
 use super::status::{ContainerState, ExitRecord, ExitStatus, State};
 use super::wire::{self, send_message};
 use crate::logs::{LogOptions, LogWriter, Stream};
@@ -934,44 +935,9 @@ pub(crate) fn wait_pidfd(pidfd: &OwnedFd) -> io::Result<i32> {
     })
 }
 
-/// The `oom_kill` counter of a container's memory cgroup: cgroup v1's
-/// `memory.oom_control`, or v2's `memory.events`. 0 when neither can be read.
-pub fn read_oom_kills(cgroups_path: &str) -> u64 {
-    let relative = cgroups_path.trim_start_matches('/');
-    let candidates = [
-        Path::new("/sys/fs/cgroup/memory")
-            .join(relative)
-            .join("memory.oom_control"),
-        Path::new("/sys/fs/cgroup")
-            .join(relative)
-            .join("memory.events"),
-    ];
-    candidates
-        .iter()
-        .find_map(|path| fs::read_to_string(path).ok())
-        .and_then(|text| oom_kill_count(&text))
-        .unwrap_or(0)
-}
-
-/// The `oom_kill N` line of a cgroup memory file.
-fn oom_kill_count(text: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix("oom_kill "))
-        .and_then(|n| n.trim().parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn oom_kill_count_reads_v1_and_v2_files() {
-        let v1 = "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n";
-        assert_eq!(oom_kill_count(v1), Some(2));
-        let v2 = "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\noom_group_kill 0\n";
-        assert_eq!(oom_kill_count(v2), Some(1));
-        assert_eq!(oom_kill_count("oom_kill_disable 0\n"), None);
-    }
 
     #[test]
     fn requests_round_trip_as_json() {
