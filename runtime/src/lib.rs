@@ -8,3 +8,4 @@
 pub mod container;
 pub mod image;
 pub mod logs;
+pub mod network;
