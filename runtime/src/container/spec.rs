@@ -2158,6 +2158,14 @@ mod user_namespace_tests {
         )
         .unwrap();
         fs::write(dir.path().join("etc/group"), "root:x:0:\n").unwrap();
+        // build_spec checks that the command exists in the image.
+        fs::create_dir_all(dir.path().join("bin")).unwrap();
+        fs::write(dir.path().join("bin/true"), "").unwrap();
+        fs::set_permissions(
+            dir.path().join("bin/true"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let platform = Platform {
             arch: "amd64".into(),
             kernel: (6, 1),
