@@ -2,3 +2,5 @@
 //! address management (`ipam`), NAT, isolation and published ports (`firewall`,
 //! `ports`), service discovery and the files a container resolves names with
 //! (`dns`, `hostfiles`).
+
+pub mod ipam;
