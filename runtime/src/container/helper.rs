@@ -263,15 +263,19 @@ impl Helper {
     ) -> Result<Reply, String> {
         let id = config.id.clone();
         let bundle = config.container_dir.join("config.json");
-        if let Some(spec) = spec {
-            let spec = adapt_spec(*spec)?;
-            validate_spec(&id, &spec)?;
-            // libcontainer only reads a bundle's config.json; there is no API taking a Spec.
-            spec.save(&bundle)
-                .map_err(|e| format!("create {id}: writing {}: {e}", bundle.display()))?;
-        } else if !bundle.exists() {
-            return Err(format!("create {id}: {} is missing", bundle.display()));
-        }
+        let spec = match spec {
+            Some(spec) => {
+                let spec = adapt_spec(*spec)?;
+                validate_spec(&id, &spec)?;
+                // libcontainer only reads a bundle's config.json; there is no API taking a Spec.
+                spec.save(&bundle)
+                    .map_err(|e| format!("create {id}: writing {}: {e}", bundle.display()))?;
+                spec
+            }
+            None => Spec::load(&bundle)
+                .map_err(|e| format!("create {id}: reading {}: {e}", bundle.display()))?,
+        };
+        precompile_seccomp(&spec);
         fs::create_dir_all(&config.state_root)
             .map_err(|e| format!("create {id}: creating {}: {e}", config.state_root.display()))?;
         let (stdin, direct) = split_stdio(&id, &config.output, fds)?;
@@ -351,6 +355,17 @@ fn wait_for_report(report: BorrowedFd<'_>, monitor: BorrowedFd<'_>) -> Option<Re
         if monitor_exited {
             return None;
         }
+    }
+}
+
+/// Compiles the container's seccomp profile here, once per profile for the
+/// helper's life: the monitor forked next and the container's init cloned from it
+/// inherit the compiled program and load it, instead of running libseccomp for
+/// every container (about 7 ms with Docker's profile). A failure is left for the
+/// init to report, with its own compile.
+fn precompile_seccomp(spec: &Spec) {
+    if let Some(seccomp) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        let _ = libcontainer::seccomp::precompile(seccomp);
     }
 }
 
