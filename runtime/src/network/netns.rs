@@ -24,6 +24,10 @@ use rustix::thread::{move_into_link_name_space, LinkNameSpaceType, UnshareFlags}
 const NETNS_DIR: &str = "netns";
 /// The calling thread's own network namespace; a thread is the right granularity.
 const THREAD_NETNS: &str = "/proc/thread-self/ns/net";
+/// Lock file (under the state root) for creating namespaces and releasing their directory.
+const LOCK_FILE: &str = "netns.lock";
+/// `statfs` type of the namespace file system (linux/magic.h).
+const NSFS_MAGIC: i64 = 0x6e73_6673;
 
 /// Errors from creating, entering and deleting network namespaces.
 #[derive(Debug, thiserror::Error)]
@@ -77,16 +81,18 @@ impl NetnsHandle {
     pub fn create(state_root: &Path, name: &str) -> Result<Self, NetnsError> {
         validate_name(name)?;
         let dir = state_root.join(NETNS_DIR);
+        fs::create_dir_all(&dir)
+            .map_err(|err| NetnsError::io("create the directory", &dir, err))?;
+        let _lock = lock_netns_dir(state_root)?;
         ensure_shared_mount_dir(&dir)?;
         let path = dir.join(name);
-        create_empty_file(&path)?;
-        if let Err(err) = pin_new_namespace(&path) {
-            // Leave nothing half-made behind: the file is ours, we just created it.
-            let _ = unmount(&path, UnmountFlags::DETACH);
-            let _ = fs::remove_file(&path);
-            return Err(err);
+        claim_file(&path)?;
+        let pinned = pin_new_namespace(&path).and_then(|()| Self::open(&path));
+        if pinned.is_err() {
+            // Leave nothing half-made behind: the file is ours, we just claimed it.
+            let _ = delete_netns(&path);
         }
-        Self::open(&path)
+        pinned
     }
 
     /// Opens an existing namespace file (ours, `/run/netns/x`, `/proc/<pid>/ns/net`).
@@ -159,6 +165,10 @@ pub fn delete_named_netns(state_root: &Path, name: &str) -> Result<(), NetnsErro
 /// Returns false (and changes nothing) while namespace files remain.
 pub fn release_netns_dir(state_root: &Path) -> Result<bool, NetnsError> {
     let dir = state_root.join(NETNS_DIR);
+    if !dir.exists() {
+        return Ok(true);
+    }
+    let _lock = lock_netns_dir(state_root)?;
     let mut entries = match fs::read_dir(&dir) {
         Ok(entries) => entries,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(true),
@@ -224,7 +234,6 @@ fn validate_name(name: &str) -> Result<(), NetnsError> {
 /// namespace mounts below it then propagate to (and get unmounted from) mount
 /// namespaces copied from ours, instead of lingering there and pinning namespaces.
 fn ensure_shared_mount_dir(dir: &Path) -> Result<(), NetnsError> {
-    fs::create_dir_all(dir).map_err(|err| NetnsError::io("create the directory", dir, err))?;
     let shared = MountPropagationFlags::SHARED | MountPropagationFlags::REC;
     match mount_change(dir, shared) {
         Ok(()) => return Ok(()),
@@ -244,18 +253,46 @@ fn ensure_shared_mount_dir(dir: &Path) -> Result<(), NetnsError> {
         .map_err(|errno| NetnsError::io("make the directory a shared mount", dir, errno))
 }
 
-fn create_empty_file(path: &Path) -> Result<(), NetnsError> {
-    OpenOptions::new()
+/// Creates the (empty) file a namespace gets mounted on. A file that is already there
+/// but holds no namespace is left over from before a reboot (the mounts are gone, the
+/// files stay): it is taken over rather than refused.
+fn claim_file(path: &Path) -> Result<(), NetnsError> {
+    let created = OpenOptions::new().write(true).create_new(true).open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {
+            if holds_a_namespace(path)? {
+                Err(NetnsError::AlreadyExists {
+                    path: path.to_path_buf(),
+                })
+            } else {
+                Ok(())
+            }
+        }
+        Err(err) => Err(NetnsError::io("create the file", path, err)),
+    }
+}
+
+/// Whether a namespace (nsfs) is mounted on `path`.
+fn holds_a_namespace(path: &Path) -> Result<bool, NetnsError> {
+    let stat = rustix::fs::statfs(path)
+        .map_err(|errno| NetnsError::io("check the file system of", path, errno))?;
+    Ok(stat.f_type as i64 == NSFS_MAGIC)
+}
+
+/// Serialises creating namespaces and releasing the directory within one state root,
+/// across threads and processes; the lock goes with the returned file.
+fn lock_netns_dir(state_root: &Path) -> Result<File, NetnsError> {
+    let path = state_root.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
         .write(true)
-        .create_new(true)
-        .open(path)
-        .map(drop)
-        .map_err(|err| match err.kind() {
-            io::ErrorKind::AlreadyExists => NetnsError::AlreadyExists {
-                path: path.to_path_buf(),
-            },
-            _ => NetnsError::io("create the file", path, err),
-        })
+        .open(&path)
+        .map_err(|err| NetnsError::io("open the lock file", &path, err))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .map_err(|errno| NetnsError::io("lock", &path, errno))?;
+    Ok(file)
 }
 
 /// On a throwaway thread: move into a brand-new network namespace, bind its nsfs file
@@ -424,6 +461,26 @@ mod tests {
         // The directory is still in use, so it stays mounted.
         assert!(!release_netns_dir(root.path()).expect("release busy dir"));
         delete_netns(first.path()).expect("delete");
+        assert!(release_netns_dir(root.path()).expect("release"));
+        assert_eq!(mounts_under(root.path()), 0);
+    }
+
+    #[test]
+    fn a_file_left_over_from_a_reboot_is_taken_over() {
+        if skip_unless_root("a_file_left_over_from_a_reboot_is_taken_over") {
+            return;
+        }
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = netns_path(root.path(), "stale");
+        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        fs::write(&path, "").expect("stale file");
+        let ns = NetnsHandle::create(root.path(), "stale").expect("take over");
+        assert!(is_mounted(ns.path()));
+        assert_ne!(
+            netns_id(ns.path()).expect("id"),
+            current_netns_id().expect("own id")
+        );
+        delete_netns(ns.path()).expect("delete");
         assert!(release_netns_dir(root.path()).expect("release"));
         assert_eq!(mounts_under(root.path()), 0);
     }
