@@ -77,7 +77,8 @@ pub fn netns_path(state_root: &Path, name: &str) -> PathBuf {
 
 impl NetnsHandle {
     /// Creates a new network namespace, pins it at `<state_root>/netns/<name>` and brings
-    /// its `lo` up. Fails with `AlreadyExists` if the file is already there.
+    /// its `lo` up. Fails with `AlreadyExists` if a namespace is mounted there already;
+    /// a plain file left over from before a reboot is reused.
     pub fn create(state_root: &Path, name: &str) -> Result<Self, NetnsError> {
         validate_name(name)?;
         let dir = state_root.join(NETNS_DIR);
