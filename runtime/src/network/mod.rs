@@ -4,3 +4,5 @@
 //! (`dns`, `hostfiles`).
 
 pub mod ipam;
+pub mod link;
+pub mod netns;
