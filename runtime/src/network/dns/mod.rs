@@ -10,6 +10,14 @@
 //! Scoping follows Docker: the asking container is identified by the source address of the
 //! query, and it sees the containers of every network it is attached to. A query from an
 //! address the registry does not know sees no container names at all.
+//!
+//! Wiring: one `Arc<DnsRegistry>` per runtime; per network, once its bridge has the
+//! gateway address, `DnsServer::start(DnsServerConfig::new(net, gateway, host_upstreams),
+//! registry, &handle)`; per connected container, `registry.add(net, DnsRecord {..})` and
+//! `registry.set_resolver_options(id, resolv_conf.resolver_options())` (see
+//! `hostfiles::resolv_conf`); `registry.remove(net, id)` on disconnect,
+//! `registry.remove_container(id)` on removal, drop the server and
+//! `registry.remove_network(net)` when the network goes.
 
 mod answer;
 mod registry;
