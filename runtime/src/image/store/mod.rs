@@ -32,7 +32,7 @@
 mod blobs;
 mod images;
 mod layers;
-mod lock;
+pub(crate) mod lock;
 mod prune;
 mod tags;
 #[cfg(test)]
