@@ -174,6 +174,7 @@ pub struct VolumeFilter {
     pub dangling: Option<bool>,
     /// Substring of the name, as Docker's `name` filter.
     pub name: Option<String>,
+    pub driver: Option<String>,
 }
 
 impl VolumeFilter {
@@ -184,6 +185,7 @@ impl VolumeFilter {
                 .name
                 .as_ref()
                 .is_none_or(|part| volume.name.contains(part.as_str()))
+            && self.driver.as_ref().is_none_or(|d| *d == volume.driver)
     }
 }
 
@@ -200,8 +202,10 @@ pub fn validate_name(name: &str) -> Result<()> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     let rest: Vec<char> = chars.collect();
-    let rest_ok =
-        !rest.is_empty() && rest.iter().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c));
+    let rest_ok = !rest.is_empty()
+        && rest
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(*c));
     if first_ok && rest_ok {
         Ok(())
     } else {
@@ -637,7 +641,6 @@ fn random_name() -> io::Result<String> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -667,7 +670,8 @@ mod tests {
         for bad in ["", "a", "-ab", ".ab", "_ab", "a/b", "../etc", "a b", "vé"] {
             let err = validate_name(bad).unwrap_err();
             assert!(
-                err.to_string().contains("invalid characters for a local volume name"),
+                err.to_string()
+                    .contains("invalid characters for a local volume name"),
                 "{bad}: {err}"
             );
         }
@@ -680,7 +684,9 @@ mod tests {
             ("com.docker.compose.project", "demo"),
             ("com.docker.compose.volume", "data"),
         ]);
-        let created = store.create("demo_data", &BTreeMap::new(), &labels).unwrap();
+        let created = store
+            .create("demo_data", &BTreeMap::new(), &labels)
+            .unwrap();
         assert!(created.new);
         let volume = created.volume;
         assert_eq!(volume.driver, "local");
@@ -712,11 +718,12 @@ mod tests {
             .create("cache", &opts, &map(&[("other", "label")]))
             .unwrap();
         assert!(!again.new);
-        assert!(again.volume.labels.is_empty(), "existing volume returned as is");
+        assert!(
+            again.volume.labels.is_empty(),
+            "existing volume returned as is"
+        );
         let other = map(&[("type", "tmpfs"), ("device", "tmpfs"), ("o", "size=2m")]);
-        let err = store
-            .create("cache", &other, &BTreeMap::new())
-            .unwrap_err();
+        let err = store.create("cache", &other, &BTreeMap::new()).unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, VolumeError::Conflict { .. }), "{text}");
         assert!(text.contains("\"cache\""), "{text}");
@@ -738,7 +745,10 @@ mod tests {
         );
         assert!(store.list(&VolumeFilter::default()).unwrap().is_empty());
         let err = validate_driver("vol", "rexray").unwrap_err();
-        assert!(err.to_string().contains("\"rexray\" is not supported"), "{err}");
+        assert!(
+            err.to_string().contains("\"rexray\" is not supported"),
+            "{err}"
+        );
         assert!(validate_driver("vol", "local").is_ok());
     }
 
@@ -767,7 +777,9 @@ mod tests {
     #[test]
     fn a_volume_in_use_is_not_removed_until_its_users_detach() {
         let (_root, store) = store();
-        store.create("data", &BTreeMap::new(), &BTreeMap::new()).unwrap();
+        store
+            .create("data", &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
         let source = store.attach("data", "c1").unwrap();
         assert_eq!(source, store.mount_point("data").unwrap());
         store.attach("data", "c2").unwrap();
@@ -800,14 +812,16 @@ mod tests {
         let (_root, store) = store();
         let project = map(&[("com.docker.compose.project", "demo")]);
         store.create("named", &BTreeMap::new(), &project).unwrap();
-        store.create("other", &BTreeMap::new(), &BTreeMap::new()).unwrap();
+        store
+            .create("other", &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
         let anon = store.create_anonymous(&project).unwrap();
         let busy = store.create_anonymous(&project).unwrap();
         store.attach(&busy.name, "c1").unwrap();
         fs::write(anon.mountpoint.join("blob"), vec![0u8; 1234]).unwrap();
 
         let report = store.prune(&VolumeFilter::default(), false).unwrap();
-        assert_eq!(report.removed, [anon.name.clone()]);
+        assert_eq!(report.removed, std::slice::from_ref(&anon.name));
         assert_eq!(report.reclaimed_bytes, 1234);
 
         let demo_only = VolumeFilter {
@@ -839,14 +853,23 @@ mod tests {
     fn list_filters_by_label_name_and_use() {
         let (_root, store) = store();
         store
-            .create("web_data", &BTreeMap::new(), &map(&[("project", "web"), ("tier", "db")]))
+            .create(
+                "web_data",
+                &BTreeMap::new(),
+                &map(&[("project", "web"), ("tier", "db")]),
+            )
             .unwrap();
         store
             .create("api_data", &BTreeMap::new(), &map(&[("project", "api")]))
             .unwrap();
         store.attach("api_data", "c1").unwrap();
         let names = |filter: VolumeFilter| -> Vec<String> {
-            store.list(&filter).unwrap().into_iter().map(|v| v.name).collect()
+            store
+                .list(&filter)
+                .unwrap()
+                .into_iter()
+                .map(|v| v.name)
+                .collect()
         };
         let label = |text: &str, negate| VolumeFilter {
             labels: vec![LabelFilter::parse(text, negate)],
@@ -867,6 +890,11 @@ mod tests {
             ..VolumeFilter::default()
         };
         assert_eq!(names(by_name), ["api_data"]);
+        let other_driver = VolumeFilter {
+            driver: Some("nfs-plugin".into()),
+            ..VolumeFilter::default()
+        };
+        assert!(names(other_driver).is_empty());
     }
 
     #[test]
@@ -892,11 +920,16 @@ mod tests {
     #[test]
     fn a_damaged_record_is_reported_with_its_path() {
         let (_root, store) = store();
-        store.create("data", &BTreeMap::new(), &BTreeMap::new()).unwrap();
+        store
+            .create("data", &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
         let record = store.dir().join("data/volume.json");
         fs::write(&record, b"{not json").unwrap();
         let err = store.inspect("data").unwrap_err();
-        assert!(err.to_string().contains(&record.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&record.display().to_string()),
+            "{err}"
+        );
         assert!(store.list(&VolumeFilter::default()).is_err());
     }
 
@@ -906,12 +939,18 @@ mod tests {
         let rootfs = tempfile::tempdir().unwrap();
         fs::create_dir_all(rootfs.path().join("data/sub")).unwrap();
         fs::write(rootfs.path().join("data/sub/seed"), b"from image").unwrap();
-        store.create("seeded", &BTreeMap::new(), &BTreeMap::new()).unwrap();
-        let outcome = store.seed_from_image("seeded", rootfs.path(), "/data").unwrap();
+        store
+            .create("seeded", &BTreeMap::new(), &BTreeMap::new())
+            .unwrap();
+        let outcome = store
+            .seed_from_image("seeded", rootfs.path(), "/data")
+            .unwrap();
         assert_eq!(outcome, SeedOutcome::Copied { entries: 2 });
         let data = store.mount_point("seeded").unwrap();
         assert_eq!(fs::read(data.join("sub/seed")).unwrap(), b"from image");
-        let again = store.seed_from_image("seeded", rootfs.path(), "/data").unwrap();
+        let again = store
+            .seed_from_image("seeded", rootfs.path(), "/data")
+            .unwrap();
         assert_eq!(again, SeedOutcome::VolumeNotEmpty);
         assert!(matches!(
             store.seed_from_image("missing", rootfs.path(), "/data"),
@@ -949,7 +988,11 @@ mod tests {
             ("device", "tmpfs"),
             ("o", "size=1m,uid=1000,mode=0750"),
         ]);
-        let data = store.create("scratch", &opts, &BTreeMap::new()).unwrap().volume.mountpoint;
+        let data = store
+            .create("scratch", &opts, &BTreeMap::new())
+            .unwrap()
+            .volume
+            .mountpoint;
         let _cleanup = MountCleanup(data.clone());
         let before = mounted_fs_type(&data);
         assert_eq!(store.attach("scratch", "c1").unwrap(), data);
@@ -981,12 +1024,20 @@ mod tests {
         fs::write(host.path().join("host-file"), b"host").unwrap();
         let device = host.path().to_string_lossy().into_owned();
         let opts = map(&[("type", "none"), ("device", &device), ("o", "bind,ro")]);
-        let data = store.create("hostdir", &opts, &BTreeMap::new()).unwrap().volume.mountpoint;
+        let data = store
+            .create("hostdir", &opts, &BTreeMap::new())
+            .unwrap()
+            .volume
+            .mountpoint;
         let _cleanup = MountCleanup(data.clone());
         store.attach("hostdir", "c1").unwrap();
         assert_eq!(fs::read(data.join("host-file")).unwrap(), b"host");
         let err = fs::write(data.join("new"), b"x").unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "o: ro holds on a bind");
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::EROFS),
+            "o: ro holds on a bind"
+        );
         store.detach("hostdir", "c1").unwrap();
         assert!(!data.join("host-file").exists());
         // Even if the mount were still there, removal must never empty the host dir.
@@ -1008,21 +1059,33 @@ mod tests {
         let bad_o = map(&[("type", "tmpfs"), ("device", "tmpfs"), ("o", "size=lots")]);
         store.create("badsize", &bad_o, &BTreeMap::new()).unwrap();
         let err = store.attach("badsize", "c1").unwrap_err().to_string();
-        assert!(err.starts_with("volume \"badsize\": failed to mount local volume"), "{err}");
+        assert!(
+            err.starts_with("volume \"badsize\": failed to mount local volume"),
+            "{err}"
+        );
         assert!(err.contains("check option \"o\" (\"size=lots\")"), "{err}");
         assert!(store.inspect("badsize").unwrap().users.is_empty());
 
-        let missing = map(&[("type", "none"), ("device", "/nonexistent/rc-vol"), ("o", "bind")]);
+        let missing = map(&[
+            ("type", "none"),
+            ("device", "/nonexistent/rc-vol"),
+            ("o", "bind"),
+        ]);
         store.create("nodev", &missing, &BTreeMap::new()).unwrap();
         let err = store.attach("nodev", "c1").unwrap_err().to_string();
         assert!(
-            err.contains("the host path \"/nonexistent/rc-vol\" (option \"device\") does not exist"),
+            err.contains(
+                "the host path \"/nonexistent/rc-vol\" (option \"device\") does not exist"
+            ),
             "{err}"
         );
 
         let no_fs = map(&[("type", "rcompose-nofs"), ("device", "x")]);
         store.create("nofs", &no_fs, &BTreeMap::new()).unwrap();
         let err = store.attach("nofs", "c1").unwrap_err().to_string();
-        assert!(err.contains("filesystem type \"rcompose-nofs\" (option \"type\")"), "{err}");
+        assert!(
+            err.contains("filesystem type \"rcompose-nofs\" (option \"type\")"),
+            "{err}"
+        );
     }
 }

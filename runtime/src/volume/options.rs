@@ -46,15 +46,12 @@ pub enum OptionsError {
 
 /// Why mounting a volume's device failed; the text says which option to check.
 #[derive(Debug, Error)]
-#[error("failed to mount local volume: mount {device}:{target} (type {fstype}, options {options:?}): {source}{hint}")]
+#[error("failed to mount local volume: mount {what}: {source}{hint}")]
 pub struct MountError {
-    pub device: String,
-    pub target: String,
-    pub fstype: String,
-    /// `o` with any password masked.
-    pub options: String,
+    /// `device:target (type T, options "o")`, any password masked.
+    what: String,
     #[source]
-    pub source: io::Error,
+    source: io::Error,
     hint: String,
 }
 
@@ -180,7 +177,8 @@ impl LocalMount {
 
     /// Mounts the device on `target` (the volume's `_data`).
     pub fn mount(&self, target: &Path) -> Result<(), MountError> {
-        self.mount_inner(target).map_err(|source| self.error(target, source))
+        self.mount_inner(target)
+            .map_err(|source| self.error(target, source))
     }
 
     fn mount_inner(&self, target: &Path) -> io::Result<()> {
@@ -232,10 +230,13 @@ impl LocalMount {
 
     fn error(&self, target: &Path, source: io::Error) -> MountError {
         MountError {
-            device: self.device.clone(),
-            target: target.display().to_string(),
-            fstype: self.fstype.clone(),
-            options: mask_password(&self.options),
+            what: format!(
+                "{}:{} (type {}, options {:?})",
+                self.device,
+                target.display(),
+                self.fstype,
+                mask_password(&self.options)
+            ),
             hint: self.hint_for(&source),
             source,
         }
@@ -245,7 +246,10 @@ impl LocalMount {
     fn hint_for(&self, error: &io::Error) -> String {
         let text = match rustix::io::Errno::from_io_error(error) {
             Some(rustix::io::Errno::NOENT) if self.is_bind() => {
-                format!("the host path {:?} (option \"device\") does not exist", self.device)
+                format!(
+                    "the host path {:?} (option \"device\") does not exist",
+                    self.device
+                )
             }
             Some(rustix::io::Errno::NOENT) => format!(
                 "the device {:?} (option \"device\") does not exist",
@@ -394,13 +398,20 @@ mod tests {
             })
         );
         let err = parse(&opts(&[("o", "size=1m"), ("device", "tmpfs")])).unwrap_err();
-        assert_eq!(err.to_string(), "missing required option: \"type\" (needed with \"device\")");
+        assert_eq!(
+            err.to_string(),
+            "missing required option: \"type\" (needed with \"device\")"
+        );
         assert_eq!(
             parse(&opts(&[("size", "10G")])),
             Err(OptionsError::QuotaUnsupported)
         );
         assert_eq!(
-            parse(&opts(&[("type", "tmpfs"), ("device", "tmpfs"), ("o", "remount")])),
+            parse(&opts(&[
+                ("type", "tmpfs"),
+                ("device", "tmpfs"),
+                ("o", "remount")
+            ])),
             Err(OptionsError::ForbiddenFlag("remount".into()))
         );
         assert_eq!(

@@ -192,9 +192,7 @@ impl Copier<'_> {
         }
         match kind {
             FileType::Directory => self.copy_dir(src_dir, dst_dir, name, path, &stat),
-            FileType::RegularFile => {
-                copy_file(src_dir, dst_dir, name, &stat).map_err(Nested::Here)
-            }
+            FileType::RegularFile => copy_file(src_dir, dst_dir, name, &stat).map_err(Nested::Here),
             FileType::Symlink => copy_symlink(src_dir, dst_dir, name, &stat).map_err(Nested::Here),
             FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice => {
                 copy_node(dst_dir, name, kind, &stat).map_err(Nested::Here)
@@ -415,8 +413,12 @@ mod tests {
         std::fs::create_dir(data.join("tmp")).unwrap();
         std::fs::set_permissions(data.join("tmp"), std::fs::Permissions::from_mode(0o1777))
             .unwrap();
-        rustix::fs::mkfifoat(rustix::fs::CWD, data.join("pipe"), Mode::from_raw_mode(0o640))
-            .unwrap();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            data.join("pipe"),
+            Mode::from_raw_mode(0o640),
+        )
+        .unwrap();
         let old = Timestamps {
             last_access: rustix::fs::Timespec {
                 tv_sec: 1_600_000_000,
@@ -545,12 +547,7 @@ mod tests {
         }
         let rootfs = sample_rootfs();
         let data = rootfs.path().join("var/lib/app");
-        rustix::fs::chown(
-            &data,
-            Some(Uid::from_raw(999)),
-            Some(Gid::from_raw(998)),
-        )
-        .unwrap();
+        rustix::fs::chown(&data, Some(Uid::from_raw(999)), Some(Gid::from_raw(998))).unwrap();
         rustix::fs::chown(
             data.join("config"),
             Some(Uid::from_raw(1000)),
@@ -590,7 +587,11 @@ mod tests {
             let m = std::fs::symlink_metadata(p).unwrap();
             (m.uid(), m.gid())
         };
-        assert_eq!(owner(v), (999, 998), "volume root takes the image dir's owner");
+        assert_eq!(
+            owner(v),
+            (999, 998),
+            "volume root takes the image dir's owner"
+        );
         assert_eq!(owner(&v.join("config")), (1000, 1001));
         assert_eq!(owner(&v.join("abs-link")), (1002, 1003));
         let tool = std::fs::metadata(v.join("tool")).unwrap();
