@@ -20,6 +20,8 @@ use rustix::mount::{
 };
 use rustix::thread::{move_into_link_name_space, LinkNameSpaceType, UnshareFlags};
 
+use crate::lock::{lock_file, LockGuard, LockKind};
+
 /// Directory under the state root that holds the namespace files.
 const NETNS_DIR: &str = "netns";
 /// The calling thread's own network namespace; a thread is the right granularity.
@@ -282,18 +284,10 @@ fn holds_a_namespace(path: &Path) -> Result<bool, NetnsError> {
 }
 
 /// Serialises creating namespaces and releasing the directory within one state root,
-/// across threads and processes; the lock goes with the returned file.
-fn lock_netns_dir(state_root: &Path) -> Result<File, NetnsError> {
+/// across threads and processes; the lock goes with the returned guard.
+fn lock_netns_dir(state_root: &Path) -> Result<LockGuard, NetnsError> {
     let path = state_root.join(LOCK_FILE);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|err| NetnsError::io("open the lock file", &path, err))?;
-    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-        .map_err(|errno| NetnsError::io("lock", &path, errno))?;
-    Ok(file)
+    lock_file(&path, LockKind::Exclusive).map_err(|err| NetnsError::io("lock", &path, err))
 }
 
 /// On a throwaway thread: move into a brand-new network namespace, bind its nsfs file

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::image::store::lock::{lock_file, LockGuard, LockKind};
+use crate::lock::{lock_file, LockGuard, LockKind};
 pub use options::{MountError, OptionsError};
 pub use seed::{SeedError, SeedOutcome};
 
