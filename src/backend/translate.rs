@@ -348,7 +348,8 @@ impl Translator<'_> {
                 format!("invalid security option {opt:?}: expected KEY=VALUE"),
             ));
         };
-        if key == "seccomp" && !matches!(value, "unconfined" | "builtin" | "") {
+        let inline_profile = value.trim_start().starts_with('{');
+        if key == "seccomp" && !inline_profile && !matches!(value, "unconfined" | "builtin" | "") {
             let path = self.context.project_dir.join(value);
             return Ok(format!("seccomp={}", path.display()));
         }
@@ -656,9 +657,10 @@ impl Translator<'_> {
             }
             mounts.push(mount);
         }
-        let taken: BTreeSet<String> = mounts.iter().map(|m| m.target.clone()).collect();
+        // A volume keeps its target against a secret, a secret against a config.
+        let mut taken: BTreeSet<String> = mounts.iter().map(|m| m.target.clone()).collect();
         for mount in self.file_mounts()? {
-            if !taken.contains(&mount.target) {
+            if taken.insert(mount.target.clone()) {
                 mounts.push(mount);
             }
         }
@@ -824,18 +826,22 @@ impl Translator<'_> {
 
     /// Secrets and configs backed by a file become read-only bind mounts of it.
     fn file_mounts(&mut self) -> Result<Vec<Mount>> {
-        let mut mounts = Vec::new();
+        let mut secrets = Vec::new();
         for reference in &self.service.secrets {
             let target = file_target(&reference.target, &reference.source, "/run/secrets/");
             let declared = self.project.secrets.get(&reference.source);
-            mounts.extend(self.file_mount("secrets", reference, declared, target)?);
+            let mount = self.file_mount("secrets", reference, declared, target)?;
+            replace_or_push(&mut secrets, mount);
         }
+        let mut configs = Vec::new();
         for reference in &self.service.configs {
             let target = file_target(&reference.target, &reference.source, "/");
             let declared = self.project.configs.get(&reference.source);
-            mounts.extend(self.file_mount("configs", reference, declared, target)?);
+            let mount = self.file_mount("configs", reference, declared, target)?;
+            replace_or_push(&mut configs, mount);
         }
-        Ok(mounts)
+        secrets.extend(configs);
+        Ok(secrets)
     }
 
     fn file_mount(
@@ -1133,6 +1139,17 @@ fn file_target(target: &str, source: &str, base: &str) -> String {
     }
 }
 
+/// Within secrets, and within configs, Compose keys mounts by target: the last wins.
+fn replace_or_push(mounts: &mut Vec<Mount>, mount: Option<Mount>) {
+    let Some(mount) = mount else {
+        return;
+    };
+    match mounts.iter_mut().find(|m| m.target == mount.target) {
+        Some(existing) => *existing = mount,
+        None => mounts.push(mount),
+    }
+}
+
 /// `name:ro` → (`name`, `Some("ro")`).
 fn split_mode(entry: &str) -> (&str, Option<&str>) {
     match entry.split_once(':') {
@@ -1423,7 +1440,7 @@ mod tests {
     #[test]
     fn security_settings() {
         let c = config(
-            "    read_only: true\n    privileged: true\n    cap_add: [NET_ADMIN]\n    cap_drop: [ALL]\n    security_opt:\n      - no-new-privileges:true\n      - seccomp:profiles/strict.json\n      - apparmor=unconfined\n      - seccomp=unconfined\n",
+            "    read_only: true\n    privileged: true\n    cap_add: [NET_ADMIN]\n    cap_drop: [ALL]\n    security_opt:\n      - no-new-privileges:true\n      - seccomp:profiles/strict.json\n      - apparmor=unconfined\n      - seccomp=unconfined\n      - 'seccomp={\"defaultAction\": \"SCMP_ACT_ALLOW\"}'\n",
         );
         assert!(c.read_only && c.privileged);
         assert_eq!(c.cap_add, strings(&["NET_ADMIN"]));
@@ -1435,6 +1452,7 @@ mod tests {
                 "seccomp=/srv/app/profiles/strict.json",
                 "apparmor=unconfined",
                 "seccomp=unconfined",
+                "seccomp={\"defaultAction\": \"SCMP_ACT_ALLOW\"}",
             ])
         );
         assert_eq!(
@@ -1891,6 +1909,14 @@ mod tests {
             c.mounts[0],
             bind("/run/secrets/token", "/srv/app/local-token", false)
         );
+    }
+
+    #[test]
+    fn the_last_of_two_configs_at_one_target_wins_and_a_secret_beats_them() {
+        let c = config("    configs:\n      - {source: a, target: /etc/app.conf}\n      - {source: b, target: /etc/app.conf}\nconfigs:\n  a: {file: ./a.conf}\n  b: {file: ./b.conf}\n");
+        assert_eq!(c.mounts, [bind("/etc/app.conf", "/srv/app/b.conf", true)]);
+        let c = config("    secrets: [{source: s, target: /etc/app.conf}]\n    configs: [{source: a, target: /etc/app.conf}]\nsecrets:\n  s: {file: ./s.conf}\nconfigs:\n  a: {file: ./a.conf}\n");
+        assert_eq!(c.mounts, [bind("/etc/app.conf", "/srv/app/s.conf", true)]);
     }
 
     #[test]
