@@ -8,5 +8,6 @@
 pub mod backend;
 pub mod cli;
 pub mod graph;
+pub mod orchestrator;
 pub mod project;
 pub mod ui;
