@@ -7,5 +7,6 @@
 
 pub mod cli;
 pub mod graph;
+pub mod orchestrator;
 pub mod project;
 pub mod ui;
