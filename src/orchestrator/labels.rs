@@ -60,7 +60,10 @@ pub type Labels = BTreeMap<String, String>;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LabelError {
     #[error("container {container:?} has no {label} label: it was not created by Compose")]
-    Missing { container: String, label: &'static str },
+    Missing {
+        container: String,
+        label: &'static str,
+    },
     #[error(
         "container {container:?} of service {service:?} has an invalid {label} label {value:?}: expected a replica number from 1"
     )]
@@ -260,10 +263,13 @@ impl ContainerIdentity {
     /// is one-off unless its [`ONEOFF`] label is absent or `False`.
     pub fn from_labels(container: &str, labels: &Labels) -> Result<Self, LabelError> {
         let required = |label: &'static str| {
-            labels.get(label).cloned().ok_or_else(|| LabelError::Missing {
-                container: container.to_owned(),
-                label,
-            })
+            labels
+                .get(label)
+                .cloned()
+                .ok_or_else(|| LabelError::Missing {
+                    container: container.to_owned(),
+                    label,
+                })
         };
         let project = required(PROJECT)?;
         let service = required(SERVICE)?;

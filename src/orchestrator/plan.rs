@@ -230,7 +230,9 @@ pub fn desired_services(
     project
         .services
         .iter()
-        .map(|(name, service)| DesiredService::from_service(name, service, scale.get(name).copied()))
+        .map(|(name, service)| {
+            DesiredService::from_service(name, service, scale.get(name).copied())
+        })
         .collect()
 }
 
@@ -642,13 +644,18 @@ impl ServiceContext<'_> {
                 container: c.reference(),
             })
             .collect();
-        actions.extend(kept.iter().map(|(c, number)| self.existing_action(c, *number)));
+        actions.extend(
+            kept.iter()
+                .map(|(c, number)| self.existing_action(c, *number)),
+        );
         let used: BTreeSet<u32> = kept.iter().map(|(_, number)| *number).collect();
         let missing = (self.service.replicas as usize).saturating_sub(kept.len());
-        actions.extend(lowest_free_numbers(&used, missing).map(|number| Action::Create {
-            number,
-            name: self.service.container_name(self.project, number),
-        }));
+        actions.extend(
+            lowest_free_numbers(&used, missing).map(|number| Action::Create {
+                number,
+                name: self.service.container_name(self.project, number),
+            }),
+        );
         ServicePlan {
             service: self.service.name.clone(),
             actions,
@@ -661,7 +668,10 @@ impl ServiceContext<'_> {
     fn split_kept_and_removed<'c>(
         &self,
         containers: &[&'c ObservedContainer],
-    ) -> (Vec<(&'c ObservedContainer, u32)>, Vec<&'c ObservedContainer>) {
+    ) -> (
+        Vec<(&'c ObservedContainer, u32)>,
+        Vec<&'c ObservedContainer>,
+    ) {
         let mut ranked: Vec<(&ObservedContainer, bool)> = containers
             .iter()
             .map(|c| (*c, self.recreate_reason(c).is_some()))
@@ -669,7 +679,11 @@ impl ServiceContext<'_> {
         ranked.sort_by(|(a, a_outdated), (b, b_outdated)| {
             a_outdated
                 .cmp(b_outdated)
-                .then(a.number.unwrap_or(u32::MAX).cmp(&b.number.unwrap_or(u32::MAX)))
+                .then(
+                    a.number
+                        .unwrap_or(u32::MAX)
+                        .cmp(&b.number.unwrap_or(u32::MAX)),
+                )
                 .then(a.name.cmp(&b.name))
         });
         let mut taken = BTreeSet::new();
@@ -928,5 +942,631 @@ fn resource(project: &str, key: &str, name: &str) -> ResourceRef {
     ResourceRef {
         key: key.to_owned(),
         name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::orchestrator::labels::{ContainerLabels, ProjectLabels};
+    use crate::project::model;
+
+    fn project(services: &str) -> Project {
+        let yaml = format!("name: demo\nservices:\n{services}");
+        model::from_value(serde_yaml::from_str(&yaml).unwrap()).unwrap()
+    }
+
+    fn desired(services: &str) -> Vec<DesiredService> {
+        desired_services(&project(services), &IndexMap::new()).unwrap()
+    }
+
+    const WEB_AND_DB: &str = "  db: {image: postgres}\n  web:\n    image: nginx\n    depends_on: {db: {condition: service_started}}\n";
+
+    fn observed(service: &DesiredService, number: u32, state: ContainerState) -> ObservedContainer {
+        let name = service.container_name("demo", number);
+        ObservedContainer {
+            id: format!("id-{name}"),
+            name,
+            service: service.name.clone(),
+            number: Some(number),
+            config_hash: service.config_hash.clone(),
+            state,
+            oneoff: false,
+            labels: Labels::new(),
+        }
+    }
+
+    fn find<'a>(desired: &'a [DesiredService], name: &str) -> &'a DesiredService {
+        desired.iter().find(|s| s.name == name).unwrap()
+    }
+
+    /// What the backend lists after carrying out `plan` for `desired`.
+    fn carry_out(
+        plan: &Plan,
+        desired: &[DesiredService],
+        before: &[ObservedContainer],
+    ) -> Vec<ObservedContainer> {
+        let state = if plan.start {
+            ContainerState::Running
+        } else {
+            ContainerState::Created
+        };
+        let mut after: Vec<ObservedContainer> = before
+            .iter()
+            .filter(|c| !(plan.remove_orphans && plan.orphans.iter().any(|o| o.id == c.id)))
+            .cloned()
+            .collect();
+        for service_plan in &plan.services {
+            let service = find(desired, &service_plan.service);
+            for action in &service_plan.actions {
+                match action {
+                    Action::Create { number, .. } => after.push(observed(service, *number, state)),
+                    Action::Recreate {
+                        container, number, ..
+                    } => {
+                        after.retain(|c| c.id != container.id);
+                        after.push(observed(service, *number, state));
+                    }
+                    Action::Remove { container } => after.retain(|c| c.id != container.id),
+                    Action::Start { container } | Action::Restart { container, .. } => {
+                        for c in after.iter_mut().filter(|c| c.id == container.id) {
+                            c.state = ContainerState::Running;
+                        }
+                    }
+                    Action::Keep { .. } => {}
+                }
+            }
+        }
+        after
+    }
+
+    fn up(
+        desired: &[DesiredService],
+        observed: &[ObservedContainer],
+        options: &UpOptions,
+    ) -> String {
+        plan("demo", desired, observed, options)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn first_up_creates_every_replica_dependencies_first() {
+        let desired = desired("  web:\n    image: nginx\n    scale: 2\n    depends_on: {db: {condition: service_healthy}}\n  db: {image: postgres}\n");
+        assert_eq!(
+            up(&desired, &[], &UpOptions::default()),
+            "db: create demo-db-1\nweb: create demo-web-1\nweb: create demo-web-2\n"
+        );
+    }
+
+    #[test]
+    fn up_twice_with_nothing_changed_keeps_everything() {
+        let desired = desired(WEB_AND_DB);
+        let first = plan("demo", &desired, &[], &UpOptions::default()).unwrap();
+        let running = carry_out(&first, &desired, &[]);
+        let again = desired_services(&project(WEB_AND_DB), &IndexMap::new()).unwrap();
+        assert_eq!(
+            up(&again, &running, &UpOptions::default()),
+            "db: keep demo-db-1\nweb: keep demo-web-1\n"
+        );
+    }
+
+    #[test]
+    fn changing_one_service_recreates_only_it() {
+        let before = desired(WEB_AND_DB);
+        let running: Vec<_> = before
+            .iter()
+            .map(|s| observed(s, 1, ContainerState::Running))
+            .collect();
+        let changed = desired(&format!(
+            "{WEB_AND_DB}    command: [nginx, -g, daemon off;]\n"
+        ));
+        let plan = plan("demo", &changed, &running, &UpOptions::default()).unwrap();
+        assert_eq!(
+            plan.to_string(),
+            "db: keep demo-db-1\nweb: recreate demo-web-1 (configuration changed)\n"
+        );
+        assert_eq!(
+            plan.service("web").unwrap().actions[0],
+            Action::Recreate {
+                container: ContainerRef {
+                    id: "id-demo-web-1".into(),
+                    name: "demo-web-1".into()
+                },
+                number: 1,
+                name: "demo-web-1".into(),
+                reason: RecreateReason::ConfigChanged,
+            }
+        );
+    }
+
+    #[test]
+    fn scale_is_not_part_of_the_hash_so_scaling_recreates_nothing() {
+        let one = desired("  web: {image: nginx}\n");
+        let three = desired("  web: {image: nginx, scale: 3}\n");
+        let running = vec![observed(&one[0], 1, ContainerState::Running)];
+        assert_eq!(
+            up(&three, &running, &UpOptions::default()),
+            "web: keep demo-web-1\nweb: create demo-web-2\nweb: create demo-web-3\n"
+        );
+    }
+
+    #[test]
+    fn stopped_unchanged_containers_are_started_again() {
+        let desired = desired("  web: {image: nginx, scale: 3}\n");
+        let web = &desired[0];
+        let containers = vec![
+            observed(web, 1, ContainerState::Exited { exit_code: 137 }),
+            observed(web, 2, ContainerState::Created),
+            observed(web, 3, ContainerState::Paused),
+        ];
+        assert_eq!(
+            up(&desired, &containers, &UpOptions::default()),
+            "web: start demo-web-1\nweb: start demo-web-2\nweb: keep demo-web-3\n"
+        );
+    }
+
+    #[test]
+    fn no_start_creates_without_starting_anything() {
+        let desired = desired("  web: {image: nginx, scale: 2}\n");
+        let containers = vec![observed(
+            &desired[0],
+            1,
+            ContainerState::Exited { exit_code: 0 },
+        )];
+        let options = UpOptions {
+            no_start: true,
+            ..UpOptions::default()
+        };
+        let plan = plan("demo", &desired, &containers, &options).unwrap();
+        assert!(!plan.start);
+        assert_eq!(
+            plan.to_string(),
+            "web: keep demo-web-1\nweb: create demo-web-2\n"
+        );
+    }
+
+    #[test]
+    fn scale_down_removes_the_highest_numbers_first() {
+        let three = desired("  web: {image: nginx, scale: 3}\n");
+        let containers: Vec<_> = (1..=3)
+            .map(|n| observed(&three[0], n, ContainerState::Running))
+            .collect();
+        let one = desired("  web: {image: nginx, scale: 1}\n");
+        assert_eq!(
+            up(&one, &containers, &UpOptions::default()),
+            "web: remove demo-web-3\nweb: remove demo-web-2\nweb: keep demo-web-1\n"
+        );
+        let none = desired("  web: {image: nginx, scale: 0}\n");
+        assert_eq!(
+            up(&none, &containers, &UpOptions::default()),
+            "web: remove demo-web-3\nweb: remove demo-web-2\nweb: remove demo-web-1\n"
+        );
+    }
+
+    #[test]
+    fn scale_down_removes_outdated_containers_before_up_to_date_ones() {
+        let desired = desired("  web: {image: nginx, scale: 2}\n");
+        let mut containers: Vec<_> = (1..=3)
+            .map(|n| observed(&desired[0], n, ContainerState::Running))
+            .collect();
+        containers[0].config_hash = "old".into();
+        assert_eq!(
+            up(&desired, &containers, &UpOptions::default()),
+            "web: remove demo-web-1\nweb: keep demo-web-2\nweb: keep demo-web-3\n"
+        );
+    }
+
+    #[test]
+    fn scale_up_creates_the_lowest_free_numbers() {
+        let desired = desired("  web: {image: nginx, scale: 3}\n");
+        let web = &desired[0];
+        let one = vec![observed(web, 1, ContainerState::Running)];
+        assert_eq!(
+            up(&desired, &one, &UpOptions::default()),
+            "web: keep demo-web-1\nweb: create demo-web-2\nweb: create demo-web-3\n"
+        );
+        let with_gap = vec![
+            observed(web, 1, ContainerState::Running),
+            observed(web, 3, ContainerState::Running),
+        ];
+        let plan = plan("demo", &desired, &with_gap, &UpOptions::default()).unwrap();
+        assert_eq!(
+            plan.service("web").unwrap().actions.last(),
+            Some(&Action::Create {
+                number: 2,
+                name: "demo-web-2".into()
+            })
+        );
+    }
+
+    #[test]
+    fn scale_flag_overrides_the_file_and_must_name_a_service() {
+        let project = project("  web: {image: nginx, scale: 2}\n  db: {image: postgres}\n");
+        let scale: IndexMap<String, u32> = [("web".to_owned(), 5)].into_iter().collect();
+        let desired = desired_services(&project, &scale).unwrap();
+        assert_eq!(find(&desired, "web").replicas, 5);
+        assert_eq!(find(&desired, "db").replicas, 1);
+        let scale: IndexMap<String, u32> = [("wbe".to_owned(), 2)].into_iter().collect();
+        assert_eq!(
+            desired_services(&project, &scale).unwrap_err().to_string(),
+            "no such service: wbe"
+        );
+    }
+
+    #[test]
+    fn replicas_come_from_scale_then_deploy_and_must_not_be_negative() {
+        let desired = desired("  a: {image: x, deploy: {replicas: 4}}\n  b: {image: x}\n");
+        assert_eq!(find(&desired, "a").replicas, 4);
+        assert_eq!(find(&desired, "b").replicas, 1);
+        let err = desired_services(&project("  a: {image: x, scale: -1}\n"), &IndexMap::new())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "services.a.scale: invalid replica count -1: use a number from 0"
+        );
+    }
+
+    #[test]
+    fn container_name_is_used_and_forbids_more_than_one_replica() {
+        let project = project("  db: {image: postgres, container_name: my-db}\n");
+        let desired = desired_services(&project, &IndexMap::new()).unwrap();
+        assert_eq!(
+            up(&desired, &[], &UpOptions::default()),
+            "db: create my-db\n"
+        );
+
+        let scale: IndexMap<String, u32> = [("db".to_owned(), 2)].into_iter().collect();
+        let err = desired_services(&project, &scale).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "services.db.container_name: \"my-db\" can't be used with 2 replicas, as container names must be unique: remove `container_name` or run one replica"
+        );
+        let mut by_hand = desired;
+        by_hand[0].replicas = 2;
+        assert!(matches!(
+            plan("demo", &by_hand, &[], &UpOptions::default()),
+            Err(PlanError::ContainerNameWithReplicas { ref service, .. }) if service == "db"
+        ));
+    }
+
+    #[test]
+    fn giving_a_service_a_container_name_recreates_it_under_that_name() {
+        let before = desired("  db: {image: postgres}\n");
+        let running = vec![observed(&before[0], 1, ContainerState::Running)];
+        let named = desired("  db: {image: postgres, container_name: my-db}\n");
+        assert_eq!(
+            up(&named, &running, &UpOptions::default()),
+            "db: recreate demo-db-1 as my-db (configuration changed)\n"
+        );
+    }
+
+    #[test]
+    fn orphans_are_reported_and_removed_only_when_asked() {
+        let desired = desired("  web: {image: nginx}\n");
+        let web = &desired[0];
+        let mut gone = observed(web, 1, ContainerState::Running);
+        gone.service = "worker".into();
+        gone.name = "demo-worker-1".into();
+        gone.id = "id-worker".into();
+        let mut profiled = gone.clone();
+        profiled.service = "debug".into();
+        profiled.name = "demo-debug-1".into();
+        profiled.id = "id-debug".into();
+        let containers = vec![observed(web, 1, ContainerState::Running), gone, profiled];
+        let options = UpOptions {
+            inactive_services: vec!["debug".into()],
+            ..UpOptions::default()
+        };
+
+        let kept = plan("demo", &desired, &containers, &options).unwrap();
+        assert_eq!(
+            kept.to_string(),
+            "orphan: found demo-worker-1\nweb: keep demo-web-1\n"
+        );
+        assert_eq!(
+            kept.orphan_warning().unwrap(),
+            "Found orphan containers (demo-worker-1) for this project. If you removed or renamed this service in your compose file, you can run this command with the --remove-orphans flag to clean it up."
+        );
+
+        let options = UpOptions {
+            remove_orphans: true,
+            ..options
+        };
+        let removed = plan("demo", &desired, &containers, &options).unwrap();
+        assert_eq!(
+            removed.to_string(),
+            "orphan: remove demo-worker-1\nweb: keep demo-web-1\n"
+        );
+        assert_eq!(removed.orphan_warning(), None);
+    }
+
+    #[test]
+    fn oneoff_containers_are_never_converged() {
+        let desired = desired("  web: {image: nginx}\n");
+        let web = &desired[0];
+        let mut running_run = observed(web, 1, ContainerState::Running);
+        running_run.oneoff = true;
+        running_run.number = None;
+        running_run.config_hash = "old".into();
+        running_run.name = "demo-web-run-1a2b".into();
+        running_run.id = "run-1".into();
+        let mut finished_run = running_run.clone();
+        finished_run.state = ContainerState::Exited { exit_code: 0 };
+        finished_run.name = "demo-web-run-3c4d".into();
+        finished_run.id = "run-2".into();
+        let containers = vec![running_run, finished_run];
+        // A running `run` container is not a replica: web still needs one, and it stays.
+        assert_eq!(
+            up(&desired, &containers, &UpOptions::default()),
+            "orphan: found demo-web-run-3c4d\nweb: create demo-web-1\n"
+        );
+    }
+
+    #[test]
+    fn no_recreate_keeps_changed_containers() {
+        let before = desired("  web: {image: nginx, scale: 2}\n");
+        let containers = vec![
+            observed(&before[0], 1, ContainerState::Running),
+            observed(&before[0], 2, ContainerState::Exited { exit_code: 1 }),
+        ];
+        let changed = desired("  web: {image: nginx:2, scale: 2}\n");
+        let options = UpOptions {
+            no_recreate: true,
+            ..UpOptions::default()
+        };
+        assert_eq!(
+            up(&changed, &containers, &options),
+            "web: keep demo-web-1\nweb: start demo-web-2\n"
+        );
+    }
+
+    #[test]
+    fn force_recreate_recreates_selected_services_and_deps_only_when_asked() {
+        let desired = desired(WEB_AND_DB);
+        let containers: Vec<_> = desired
+            .iter()
+            .map(|s| observed(s, 1, ContainerState::Running))
+            .collect();
+        let all = UpOptions {
+            force_recreate: true,
+            ..UpOptions::default()
+        };
+        assert_eq!(
+            up(&desired, &containers, &all),
+            "db: recreate demo-db-1 (forced)\nweb: recreate demo-web-1 (forced)\n"
+        );
+        let web_only = UpOptions {
+            services: vec!["web".into()],
+            ..all.clone()
+        };
+        assert_eq!(
+            up(&desired, &containers, &web_only),
+            "db: keep demo-db-1\nweb: recreate demo-web-1 (forced)\n"
+        );
+        let with_deps = UpOptions {
+            always_recreate_deps: true,
+            ..web_only
+        };
+        assert_eq!(
+            up(&desired, &containers, &with_deps),
+            "db: recreate demo-db-1 (forced)\nweb: recreate demo-web-1 (forced)\n"
+        );
+    }
+
+    #[test]
+    fn conflicting_recreate_flags_are_rejected() {
+        let desired = desired(WEB_AND_DB);
+        let options = UpOptions {
+            force_recreate: true,
+            no_recreate: true,
+            ..UpOptions::default()
+        };
+        assert_eq!(
+            plan("demo", &desired, &[], &options)
+                .unwrap_err()
+                .to_string(),
+            "--force-recreate and --no-recreate are incompatible: use one of them"
+        );
+        let options = UpOptions {
+            always_recreate_deps: true,
+            no_recreate: true,
+            ..UpOptions::default()
+        };
+        assert!(plan("demo", &desired, &[], &options).is_err());
+    }
+
+    #[test]
+    fn selected_services_bring_their_dependencies_unless_no_deps() {
+        let desired = desired(&format!("{WEB_AND_DB}  cache: {{image: redis}}\n"));
+        let selected = UpOptions {
+            services: vec!["web".into()],
+            ..UpOptions::default()
+        };
+        assert_eq!(
+            up(&desired, &[], &selected),
+            "db: create demo-db-1\nweb: create demo-web-1\n"
+        );
+        let no_deps = UpOptions {
+            no_deps: true,
+            ..selected
+        };
+        assert_eq!(up(&desired, &[], &no_deps), "web: create demo-web-1\n");
+
+        // Services left out of the selection are neither converged nor orphans.
+        let cache = observed(
+            find(&desired, "cache"),
+            1,
+            ContainerState::Exited { exit_code: 0 },
+        );
+        let plan = plan("demo", &desired, &[cache], &no_deps).unwrap();
+        assert_eq!(plan.to_string(), "web: create demo-web-1\n");
+
+        let unknown = UpOptions {
+            services: vec!["wbe".into()],
+            ..UpOptions::default()
+        };
+        assert_eq!(
+            super::plan("demo", &desired, &[], &unknown)
+                .unwrap_err()
+                .to_string(),
+            "no such service: wbe"
+        );
+    }
+
+    #[test]
+    fn recreating_a_namespace_parent_recreates_the_services_joining_it() {
+        let services = "  vpn: {image: vpn}\n  app:\n    image: app\n    network_mode: service:vpn\n    depends_on: {vpn: {condition: service_started}}\n  other:\n    image: other\n    depends_on: {vpn: {condition: service_started}}\n";
+        let before = desired(services);
+        let containers: Vec<_> = before
+            .iter()
+            .map(|s| observed(s, 1, ContainerState::Running))
+            .collect();
+        let after = desired(&services.replace("image: vpn", "image: vpn:2"));
+        assert_eq!(
+            up(&after, &containers, &UpOptions::default()),
+            "vpn: recreate demo-vpn-1 (configuration changed)\napp: recreate demo-app-1 (vpn recreated)\nother: keep demo-other-1\n"
+        );
+        assert_eq!(find(&after, "app").shares_with, ["vpn"]);
+    }
+
+    #[test]
+    fn dependents_with_restart_true_are_restarted_when_a_dependency_is_recreated() {
+        let services = "  db: {image: postgres}\n  web:\n    image: nginx\n    depends_on: {db: {condition: service_healthy, restart: true}}\n  worker:\n    image: w\n    depends_on: {db: {condition: service_started}}\n";
+        let before = desired(services);
+        let containers: Vec<_> = before
+            .iter()
+            .map(|s| observed(s, 1, ContainerState::Running))
+            .collect();
+        let after = desired(&services.replace("image: postgres", "image: postgres:17"));
+        assert_eq!(
+            up(&after, &containers, &UpOptions::default()),
+            "db: recreate demo-db-1 (configuration changed)\nweb: restart demo-web-1 (db recreated)\nworker: keep demo-worker-1\n"
+        );
+        // Unchanged db: nothing restarts.
+        assert_eq!(
+            up(&before, &containers, &UpOptions::default()),
+            "db: keep demo-db-1\nweb: keep demo-web-1\nworker: keep demo-worker-1\n"
+        );
+    }
+
+    #[test]
+    fn dead_and_image_changed_containers_are_recreated() {
+        let mut desired = desired("  web: {image: nginx, scale: 2}\n");
+        desired[0].image_digest = Some("sha256:new".into());
+        let mut one = observed(&desired[0], 1, ContainerState::Dead);
+        one.labels.insert(
+            crate::orchestrator::labels::IMAGE_DIGEST.into(),
+            "sha256:new".into(),
+        );
+        let mut two = observed(&desired[0], 2, ContainerState::Running);
+        two.labels.insert(
+            crate::orchestrator::labels::IMAGE_DIGEST.into(),
+            "sha256:old".into(),
+        );
+        assert_eq!(
+            up(&desired, &[one, two], &UpOptions::default()),
+            "web: recreate demo-web-1 (dead)\nweb: recreate demo-web-2 (image changed)\n"
+        );
+    }
+
+    #[test]
+    fn a_replica_number_held_twice_is_removed_once() {
+        let desired = desired("  web: {image: nginx, scale: 2}\n");
+        let first = observed(&desired[0], 1, ContainerState::Running);
+        let mut leftover = first.clone();
+        leftover.id = "id-leftover".into();
+        leftover.name = "0123456789ab_demo-web-1".into();
+        leftover.config_hash = "old".into();
+        assert_eq!(
+            up(&desired, &[leftover, first], &UpOptions::default()),
+            "web: remove 0123456789ab_demo-web-1\nweb: keep demo-web-1\nweb: create demo-web-2\n"
+        );
+    }
+
+    #[test]
+    fn observed_containers_are_read_from_the_labels_rcompose_writes() {
+        let project = project("  web: {image: nginx}\n");
+        let web = &project.services["web"];
+        let labels_of_project = ProjectLabels {
+            name: "demo".into(),
+            ..ProjectLabels::default()
+        };
+        let desired = DesiredService::from_service("web", web, None).unwrap();
+        let labels =
+            ContainerLabels::replica(&labels_of_project, "web", web, &desired.config_hash, 1)
+                .build();
+        let container =
+            ObservedContainer::from_labels("c0ffee", "demo-web-1", ContainerState::Running, labels)
+                .unwrap();
+        assert_eq!(container.number, Some(1));
+        assert!(!container.oneoff);
+        assert_eq!(
+            up(&[desired], &[container], &UpOptions::default()),
+            "web: keep demo-web-1\n"
+        );
+    }
+
+    const DOWN_PROJECT: &str = "  proxy:\n    image: nginx\n    depends_on: {web: {condition: service_started}}\n  web:\n    image: app\n    scale: 2\n    depends_on: {db: {condition: service_started}}\n  db: {image: postgres}\nnetworks:\n  default: {}\n  shared: {name: shared-net, external: true}\nvolumes:\n  data: {}\n  cache: {name: my-cache}\n  backups: {external: true}\n";
+
+    fn down_containers(desired: &[DesiredService]) -> Vec<ObservedContainer> {
+        let mut containers: Vec<_> = desired
+            .iter()
+            .flat_map(|s| (1..=s.replicas).map(move |n| observed(s, n, ContainerState::Running)))
+            .collect();
+        let mut orphan = containers[0].clone();
+        orphan.service = "old".into();
+        orphan.name = "demo-old-1".into();
+        orphan.id = "id-old".into();
+        let mut run = containers[0].clone();
+        run.oneoff = true;
+        run.number = None;
+        run.service = "db".into();
+        run.name = "demo-db-run-1".into();
+        run.id = "id-run".into();
+        containers.extend([orphan, run]);
+        containers
+    }
+
+    #[test]
+    fn down_removes_dependents_first_then_networks_and_keeps_volumes() {
+        let project = project(DOWN_PROJECT);
+        let desired = desired_services(&project, &IndexMap::new()).unwrap();
+        let plan = plan_down(&project, &down_containers(&desired), DownOptions::default()).unwrap();
+        assert_eq!(
+            plan.to_string(),
+            "remove container demo-proxy-1\nremove container demo-web-1\nremove container demo-web-2\nremove container demo-db-1\nkeep orphan demo-old-1\nremove network demo_default\n"
+        );
+        assert!(!plan.is_empty());
+    }
+
+    #[test]
+    fn down_with_volumes_and_orphans_removes_everything_the_project_owns() {
+        let project = project(DOWN_PROJECT);
+        let desired = desired_services(&project, &IndexMap::new()).unwrap();
+        let options = DownOptions {
+            volumes: true,
+            remove_orphans: true,
+        };
+        let plan = plan_down(&project, &down_containers(&desired), options).unwrap();
+        assert_eq!(
+            plan.to_string(),
+            "remove container demo-proxy-1 with anonymous volumes\nremove container demo-web-1 with anonymous volumes\nremove container demo-web-2 with anonymous volumes\nremove container demo-db-run-1 with anonymous volumes\nremove container demo-db-1 with anonymous volumes\nremove orphan demo-old-1\nremove network demo_default\nremove volume demo_data\nremove volume my-cache\n"
+        );
+        assert_eq!(
+            plan.volumes[1],
+            ResourceRef {
+                key: "cache".into(),
+                name: "my-cache".into()
+            }
+        );
+    }
+
+    #[test]
+    fn down_with_nothing_to_remove_is_empty() {
+        let project = project("  web: {image: nginx}\nnetworks:\n  ext: {external: true}\n");
+        let plan = plan_down(&project, &[], DownOptions::default()).unwrap();
+        assert!(plan.is_empty());
+        assert_eq!(plan.to_string(), "");
     }
 }
