@@ -10,7 +10,8 @@
 //! - A container whose config-hash label differs from the service's hash is recreated;
 //!   an unchanged stopped one is started again; an unchanged running one is left alone.
 //! - Scaling down removes outdated containers first, then the highest numbers; scaling up
-//!   creates the lowest free numbers.
+//!   creates the lowest free numbers (Compose counts on from the highest; filling gaps
+//!   keeps `--index` and names dense, and gives the same names when there is no gap).
 //! - Containers of services no longer in the project are orphans: reported, and removed
 //!   only with `--remove-orphans`. One-off (`run`) containers are never converged; stopped
 //!   ones count as orphans, as in Compose.
