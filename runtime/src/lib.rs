@@ -10,4 +10,5 @@ pub mod image;
 mod lock;
 pub mod logs;
 pub mod network;
+mod random;
 pub mod volume;

@@ -289,7 +289,7 @@ impl VolumeStore {
     pub fn create_anonymous(&self, labels: &BTreeMap<String, String>) -> Result<Volume> {
         let mut labels = labels.clone();
         labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
-        let name = random_name().map_err(io_error("read", Path::new("/dev/urandom")))?;
+        let name = crate::random::random_hex_id().map_err(io_error("read", Path::new("/dev/urandom")))?;
         Ok(self.create(&name, &BTreeMap::new(), &labels)?.volume)
     }
 
@@ -493,7 +493,7 @@ impl VolumeStore {
     fn delete(&self, volume: &Volume) -> Result<()> {
         self.unmount_driver_opts(volume)?;
         let path = self.dir.join(&volume.name);
-        let suffix = random_name().map_err(io_error("read", Path::new("/dev/urandom")))?;
+        let suffix = crate::random::random_hex_id().map_err(io_error("read", Path::new("/dev/urandom")))?;
         let doomed = self.dir.join(format!(
             "{TEMP_PREFIX}rm-{}-{}",
             volume.name,
@@ -632,13 +632,6 @@ fn write_json(path: &Path, volume: &Volume) -> Result<()> {
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_error("chmod", path))
-}
-
-/// 64 hex digits from the kernel's random pool, like Docker's anonymous volume names.
-fn random_name() -> io::Result<String> {
-    let mut bytes = [0u8; 32];
-    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
