@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -51,8 +51,9 @@ impl Drop for HandleInner {
 impl FollowHandle {
     /// Prints and follows one more log (a replica started while following). Its
     /// existing lines are printed first, with the same `tail`/`since`/`until`; a
-    /// file that does not exist yet is picked up when it appears. Returns false if
-    /// the follow has ended.
+    /// file that does not exist yet is picked up when it appears. Adding a log
+    /// already followed does nothing; one that cannot be read or watched is
+    /// reported to `on_problem`. Returns false if the follow has ended.
     pub fn add_source(&self, source: LogSource) -> bool {
         self.inner.sender.send(Message::Add(source)).is_ok()
     }
@@ -176,12 +177,10 @@ impl<W: Write> LogFollow<W> {
         loop {
             let first = match deadline {
                 None => self.messages.recv().ok(),
+                // Past the deadline, or no sender left: either way the follow is over.
                 Some(deadline) => {
                     let wait = deadline.saturating_duration_since(Instant::now());
-                    match self.messages.recv_timeout(wait) {
-                        Ok(message) => Some(message),
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-                    }
+                    self.messages.recv_timeout(wait).ok()
                 }
             };
             let Some(first) = first else {
@@ -211,12 +210,11 @@ impl<W: Write> LogFollow<W> {
 
     fn print_initial_logs(&mut self, until_passed: bool) -> Result<(), LogsError> {
         let sources = std::mem::take(&mut self.pending);
-        if !until_passed {
-            for source in &sources {
-                self.watch_directory_of(source)?;
-            }
-        }
         // Watching starts before the snapshot, so no write falls between the two.
+        let watched: Vec<bool> = sources
+            .iter()
+            .map(|source| !until_passed && self.try_watch(source))
+            .collect();
         let mut snapshot = open_snapshot(&sources, &self.read, &mut self.printer)?;
         print_merged(
             &mut snapshot,
@@ -224,11 +222,23 @@ impl<W: Write> LogFollow<W> {
             until_passed,
             &mut self.on_problem,
         )?;
-        for (source, opened) in sources.into_iter().zip(snapshot) {
-            let followed = self.continue_after(source.path, opened);
+        for ((source, opened), watched) in sources.into_iter().zip(snapshot).zip(watched) {
+            let followed = self.continue_after(source.path, opened, watched);
             self.followed.push(followed);
         }
         self.printer.flush()
+    }
+
+    /// Watches the directory of `source`; a failure is reported and only that log
+    /// is not followed.
+    fn try_watch(&mut self, source: &LogSource) -> bool {
+        match self.watch_directory_of(source) {
+            Ok(()) => true,
+            Err(error) => {
+                (self.on_problem)(error);
+                false
+            }
+        }
     }
 
     fn watch_directory_of(&mut self, source: &LogSource) -> Result<(), LogsError> {
@@ -253,8 +263,9 @@ impl<W: Write> LogFollow<W> {
     }
 
     /// Turns a printed snapshot into a followed log that goes on right after it.
-    fn continue_after(&mut self, path: PathBuf, opened: SnapshotSource) -> Followed {
+    fn continue_after(&mut self, path: PathBuf, opened: SnapshotSource, watched: bool) -> Followed {
         let tail = match &opened.reader {
+            _ if !watched => Tail::Done,
             None => Tail::Waiting,
             Some(reader) => match reader.follower() {
                 Ok(follower) => Tail::Reading(follower),
@@ -325,10 +336,26 @@ impl<W: Write> LogFollow<W> {
         }
     }
 
+    /// Starts printing one more log. A log already followed is not added twice (a
+    /// restarted container writes on in the same file); a log that cannot be read
+    /// is reported and skipped, leaving the others running.
     fn add(&mut self, source: LogSource) -> Result<(), LogsError> {
-        self.watch_directory_of(&source)?;
-        let mut snapshot =
-            open_snapshot(std::slice::from_ref(&source), &self.read, &mut self.printer)?;
+        if self
+            .followed
+            .iter()
+            .any(|followed| followed.path == source.path)
+        {
+            return Ok(());
+        }
+        let watched = self.try_watch(&source);
+        let opened = open_snapshot(std::slice::from_ref(&source), &self.read, &mut self.printer);
+        let mut snapshot = match opened {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                (self.on_problem)(error);
+                return Ok(());
+            }
+        };
         print_merged(
             &mut snapshot,
             &mut self.printer,
@@ -336,7 +363,7 @@ impl<W: Write> LogFollow<W> {
             &mut self.on_problem,
         )?;
         for opened in snapshot {
-            let followed = self.continue_after(source.path.clone(), opened);
+            let followed = self.continue_after(source.path.clone(), opened, watched);
             self.followed.push(followed);
         }
         Ok(())
@@ -402,7 +429,7 @@ impl<W: Write> LogFollow<W> {
             &mut self.on_problem,
         )?;
         let path = followed.path.clone();
-        let replacement = self.continue_after(path, opened);
+        let replacement = self.continue_after(path, opened, true);
         if let Some(slot) = self.followed.get_mut(index) {
             *slot = replacement;
         }
@@ -486,21 +513,24 @@ mod tests {
         }
     }
 
-    fn start(
+    type Running = JoinHandle<Result<FollowSummary, LogsError>>;
+
+    fn start(sources: Vec<LogSource>, read: ReadOptions) -> (FollowHandle, Output, Running) {
+        start_reporting(sources, read, |e| panic!("{e}"))
+    }
+
+    fn start_reporting(
         sources: Vec<LogSource>,
         read: ReadOptions,
-    ) -> (
-        FollowHandle,
-        Output,
-        JoinHandle<Result<FollowSummary, LogsError>>,
-    ) {
+        on_problem: impl FnMut(LogsError) + Send + 'static,
+    ) -> (FollowHandle, Output, Running) {
         let (sender, chunks) = mpsc::channel();
         let options = LogsOptions {
             style: LogStyle::default(),
             read,
         };
         let (follow, handle) =
-            LogFollow::new(sources, &options, Capture(sender), |e| panic!("{e}")).unwrap();
+            LogFollow::new(sources, &options, Capture(sender), on_problem).unwrap();
         let running = std::thread::spawn(move || follow.run());
         let output = Output {
             chunks,
@@ -630,5 +660,36 @@ mod tests {
         let summary = running.join().unwrap().unwrap();
         assert_eq!(summary.lines, 1);
         assert_eq!(output.rest(), "old-1  | old\n");
+    }
+
+    #[test]
+    fn a_log_added_twice_prints_once_and_a_bad_one_leaves_the_rest_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("web-json.log");
+        let mut writer = LogWriter::open(&path, LogOptions::default()).unwrap();
+        now_writing(&mut writer, Stream::Stdout, "first\n");
+        let (problems, reported) = mpsc::channel();
+        let (handle, mut output, running) = start_reporting(
+            vec![LogSource::new("web-1", &path)],
+            ReadOptions::default(),
+            move |e| {
+                let _ = problems.send(e.to_string());
+            },
+        );
+        output.wait_for("web-1  | first\n");
+        // A restarted container is announced again: same file, nothing repeated.
+        assert!(handle.add_source(LogSource::new("web-1", &path)));
+        let gone = dir.path().join("removed").join("db-json.log");
+        assert!(handle.add_source(LogSource::new("db-1", &gone)));
+        let problem = reported.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(
+            problem.starts_with("cannot watch") && problem.contains("db-1"),
+            "{problem}"
+        );
+        now_writing(&mut writer, Stream::Stdout, "second\n");
+        output.wait_for("web-1  | second\n");
+        handle.stop();
+        assert_eq!(running.join().unwrap().unwrap().lines, 2);
+        assert_eq!(output.rest(), "web-1  | first\nweb-1  | second\n");
     }
 }
