@@ -172,8 +172,12 @@ impl<W: Write> LogFollow<W> {
     /// Prints the current logs merged by time, then follows them until the handle
     /// says stop (or every handle is gone), or `until` has passed.
     pub fn run(mut self) -> Result<FollowSummary, LogsError> {
+        let until_passed = self
+            .read
+            .until
+            .is_some_and(|until| until <= SystemTime::now());
         let deadline = self.deadline();
-        self.print_initial_logs(deadline.is_some_and(|d| d <= Instant::now()))?;
+        self.print_initial_logs(until_passed)?;
         loop {
             let first = match deadline {
                 None => self.messages.recv().ok(),
@@ -199,13 +203,14 @@ impl<W: Write> LogFollow<W> {
         }
     }
 
-    /// When following ends because of `until`: nothing newer can be written after it.
+    /// When following ends because of `until`: nothing newer can be written after
+    /// it. `None` for no `until` (or one too far ahead to matter).
     fn deadline(&self) -> Option<Instant> {
         let until = self.read.until?;
-        let left = until
-            .duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO);
-        Some(Instant::now() + left + UNTIL_GRACE)
+        match until.duration_since(SystemTime::now()) {
+            Ok(left) => Instant::now().checked_add(left + UNTIL_GRACE),
+            Err(_) => Some(Instant::now()),
+        }
     }
 
     fn print_initial_logs(&mut self, until_passed: bool) -> Result<(), LogsError> {
@@ -656,8 +661,13 @@ mod tests {
             until: Some(long_ago + Duration::from_secs(1)),
             ..ReadOptions::default()
         };
+        let started = Instant::now();
         let (_handle, output, running) = start(vec![LogSource::new("old-1", &path)], read);
         let summary = running.join().unwrap().unwrap();
+        assert!(
+            started.elapsed() < UNTIL_GRACE,
+            "no waiting for a past until"
+        );
         assert_eq!(summary.lines, 1);
         assert_eq!(output.rest(), "old-1  | old\n");
     }
@@ -691,5 +701,30 @@ mod tests {
         handle.stop();
         assert_eq!(running.join().unwrap().unwrap().lines, 2);
         assert_eq!(output.rest(), "web-1  | first\nweb-1  | second\n");
+    }
+
+    #[test]
+    fn follow_ends_by_itself_once_until_has_passed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("soon-json.log");
+        let mut writer = LogWriter::open(&path, LogOptions::default()).unwrap();
+        now_writing(&mut writer, Stream::Stdout, "before\n");
+        let until = SystemTime::now() + Duration::from_millis(300);
+        let read = ReadOptions {
+            until: Some(until),
+            ..ReadOptions::default()
+        };
+        let (handle, mut output, running) = start(vec![LogSource::new("soon-1", &path)], read);
+        now_writing(&mut writer, Stream::Stdout, "in time\n");
+        output.wait_for("soon-1  | in time\n");
+        while SystemTime::now() <= until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        now_writing(&mut writer, Stream::Stdout, "too late\n");
+        // No stop: the handle stays alive, the deadline ends the follow.
+        let summary = running.join().unwrap().unwrap();
+        drop(handle);
+        assert_eq!(summary.lines, 2);
+        assert_eq!(output.rest(), "soon-1  | before\nsoon-1  | in time\n");
     }
 }
