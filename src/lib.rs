@@ -5,7 +5,9 @@
 //! (`cli`). The binary in `main.rs` is a thin edge around [`cli::run`].
 #![deny(unsafe_code)]
 
+pub mod backend;
 pub mod cli;
 pub mod graph;
+pub mod orchestrator;
 pub mod project;
 pub mod ui;

@@ -214,6 +214,7 @@ impl Bench<'_> {
                 rootfs: rootfs_source(self.options),
                 image: &image,
                 config: &config,
+                image_name: "busybox",
                 cgroups_path: &cgroups_path,
                 stdin: None,
                 // Like `runc run` with no terminal: output discarded, no log written.

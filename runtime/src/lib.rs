@@ -7,5 +7,7 @@
 
 pub mod container;
 pub mod image;
+mod lock;
 pub mod logs;
 pub mod network;
+pub mod volume;

@@ -444,6 +444,13 @@ fn logs_hold_exactly_what_was_printed(f: &mut Fixture) -> TestResult {
         (Stream::Stderr, "err-1\n".to_string()),
     ];
     check_eq(&records, &want, "log records")?;
+    let record = f.runtime.inspect(&id).map_err(|e| e.to_string())?;
+    check_eq(&record.image.as_str(), &"busybox", "recorded image")?;
+    check_eq(
+        &record.config.hostname.as_deref(),
+        &Some("ctr"),
+        "recorded config",
+    )?;
     f.delete_and_check_clean(&id)
 }
 
@@ -1006,6 +1013,7 @@ impl Fixture {
                 rootfs: RootfsSource::Layers(vec![self.busybox.clone()]),
                 image: &image,
                 config: &cfg,
+                image_name: "busybox",
                 cgroups_path: &cgroups_path,
                 stdin: None,
                 output: ContainerOutput::Log(LogOptions::default()),
@@ -1067,6 +1075,7 @@ impl Fixture {
                 rootfs,
                 image: &image,
                 config: &cfg,
+                image_name: "busybox",
                 cgroups_path: &cgroups_path,
                 stdin: stdio.stdin,
                 output: ContainerOutput::Direct {

@@ -6,6 +6,7 @@
 mod config;
 mod image;
 mod version;
+mod volume;
 
 use std::path::PathBuf;
 
@@ -99,6 +100,11 @@ pub enum Command {
     Image(image::ImageCommand),
     /// Show the rcompose version information
     Version(version::VersionArgs),
+    /// Manage the embedded engine's volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
+    /// List the current project's volumes
+    Volumes(volume::ListArgs),
 }
 
 /// Parses the command line, runs the command and returns the process exit code.
@@ -109,6 +115,8 @@ pub fn run() -> u8 {
         Command::Config(args) => config::run(&cli.global, args),
         Command::Image(command) => image::run(&cli.global, command),
         Command::Version(args) => version::run(args),
+        Command::Volume(command) => volume::run(&cli.global, command),
+        Command::Volumes(args) => volume::run_project(&cli.global, args),
     };
     match result {
         Ok(code) => code,

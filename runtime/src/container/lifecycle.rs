@@ -40,6 +40,19 @@ use crate::logs::LogOptions;
 
 /// The file in a container's directory that tells how to recreate its monitor.
 const MONITOR_CONFIG: &str = "monitor.json";
+/// The file in a container's directory that records what it was created from.
+const CONTAINER_RECORD: &str = "container.json";
+
+/// What a container was created from, as `inspect` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    /// The image as the caller named it (e.g. `docker.io/library/busybox:latest`).
+    pub image: String,
+    pub config: ContainerConfig,
+    pub created_at: std::time::SystemTime,
+    pub cgroups_path: String,
+}
 
 #[derive(Debug, Error)]
 pub enum LifecycleError {
@@ -128,6 +141,8 @@ pub struct CreateOptions<'a> {
     pub rootfs: RootfsSource,
     pub image: &'a ImageConfiguration,
     pub config: &'a ContainerConfig,
+    /// The image's name, recorded for `inspect` (the runtime does not resolve it).
+    pub image_name: &'a str,
     /// Absolute cgroup path, e.g. `/rcompose/<project>/<id>`.
     pub cgroups_path: &'a str,
     /// `None` is `/dev/null`.
@@ -300,6 +315,14 @@ impl Runtime {
             tty: options.config.tty,
         };
         save_monitor_config(&config)?;
+        let record = ContainerRecord {
+            id: id.to_string(),
+            image: options.image_name.to_string(),
+            config: container_config,
+            created_at: std::time::SystemTime::now(),
+            cgroups_path: options.cgroups_path.to_string(),
+        };
+        write_json(id, &container_dir.join(CONTAINER_RECORD), &record)?;
         let stdin = or_dev_null(options.stdin, false)?;
         let mut fds = vec![stdin.as_fd()];
         fds.extend(direct.iter().flatten().map(|fd| fd.as_fd()));
@@ -432,6 +455,21 @@ impl Runtime {
                 })
             }
         }
+    }
+
+    /// What the container was created from.
+    pub fn inspect(&self, id: &str) -> Result<ContainerRecord, LifecycleError> {
+        validate_id(id)?;
+        let path = self.container_dir(id).join(CONTAINER_RECORD);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(LifecycleError::NotFound(id.to_string()))
+            }
+            Err(source) => return Err(io_error(id, "reading container.json", source)),
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| io_error(id, "reading container.json", io::Error::other(e)))
     }
 
     /// CPU, memory and pids figures of a running container, from its cgroups.
@@ -689,9 +727,17 @@ fn remove_libcontainer_state(libcontainer_root: &Path, id: &str) {
 }
 
 fn save_monitor_config(config: &MonitorConfig) -> Result<(), LifecycleError> {
-    let body = serde_json::to_vec_pretty(config).map_err(io::Error::other);
-    body.and_then(|body| fs::write(config.container_dir.join(MONITOR_CONFIG), body))
-        .map_err(|source| io_error(&config.id, "writing monitor.json", source))
+    write_json(
+        &config.id,
+        &config.container_dir.join(MONITOR_CONFIG),
+        config,
+    )
+}
+
+fn write_json(id: &str, path: &Path, value: &impl serde::Serialize) -> Result<(), LifecycleError> {
+    let body = serde_json::to_vec_pretty(value).map_err(io::Error::other);
+    body.and_then(|body| fs::write(path, body))
+        .map_err(|source| io_error(id, "writing its records", source))
 }
 
 fn load_monitor_config(id: &str, container_dir: &Path) -> Result<MonitorConfig, LifecycleError> {
@@ -776,6 +822,7 @@ mod tests {
                 rootfs: RootfsSource::Dir(tmp.path().to_path_buf()),
                 image: &image,
                 config: &config,
+                image_name: "busybox",
                 cgroups_path: "/rcompose/test/web",
                 stdin: None,
                 output: ContainerOutput::default(),

@@ -24,7 +24,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
-use crate::image::store::lock::{lock_file, LockGuard, LockKind};
+use crate::lock::{lock_file, LockGuard, LockKind};
 
 /// Directory under the state root that holds network state.
 const NETWORKS_DIR: &str = "networks";

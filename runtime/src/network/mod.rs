@@ -3,4 +3,8 @@
 //! `ports`), service discovery and the files a container resolves names with
 //! (`dns`, `hostfiles`).
 
+pub mod dns;
+pub mod hostfiles;
 pub mod ipam;
+pub mod link;
+pub mod netns;

@@ -32,7 +32,6 @@
 mod blobs;
 mod images;
 mod layers;
-pub(crate) mod lock;
 mod prune;
 mod tags;
 #[cfg(test)]
@@ -50,11 +49,11 @@ use thiserror::Error;
 
 use super::reference::{Digest, DigestError};
 use super::unpack::UnpackError;
+use crate::lock::{lock_file, LockGuard, LockKind};
 pub use blobs::HashingReader;
 pub use images::{Image, ImageDetails, ImageSummary, RemoveReport};
 pub(crate) use layers::decompress;
 pub use layers::{chain_id, LayerInfo};
-use lock::{lock_file, LockGuard, LockKind};
 pub use prune::PruneReport;
 
 /// Prefix of every entry still being written; such entries are never read and prune
