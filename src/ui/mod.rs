@@ -1,4 +1,5 @@
-//! Output for people: YAML in Compose's style, tables.
+//! Output for people: YAML in Compose's style, tables, container logs.
 
+pub mod logs;
 pub mod table;
 pub mod yaml;
