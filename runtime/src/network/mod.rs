@@ -2,3 +2,6 @@
 //! address management (`ipam`), NAT, isolation and published ports (`firewall`,
 //! `ports`), service discovery and the files a container resolves names with
 //! (`dns`, `hostfiles`).
+
+pub mod firewall;
+pub mod ports;
