@@ -10,7 +10,7 @@
 //!                       oifname vmap @fwd_out -> out_<bridge>  traffic entering a bridge
 //! prerouting  (dstnat)  fib daddr type local jump published    from outside and containers
 //! output      (dstnat)  fib daddr type local jump published    from the host (127.0.0.1 too)
-//! published             dnat via @ports_addr (host_ip . proto . port) or @ports_any (proto . port)
+//! published             dnat via @ports_one_* (host_ip . proto . port) or @ports_any_* (proto . port)
 //! postrouting (srcnat)  127.0.0.0/8 into a bridge: masquerade  (route_localnet needs it)
 //!                       DNATed bridge-to-bridge traffic: masquerade (hairpin)
 //!                       iifname vmap @nat_from -> nat_<bridge> egress masquerade
@@ -47,8 +47,25 @@ const SET_BRIDGES: &str = "bridges";
 const MAP_FWD_IN: &str = "fwd_in";
 const MAP_FWD_OUT: &str = "fwd_out";
 const MAP_NAT_FROM: &str = "nat_from";
-const MAP_PORTS_ANY: &str = "ports_any";
-const MAP_PORTS_ADDR: &str = "ports_addr";
+const MAP_NAT_TO: &str = "nat_to";
+/// Published ports on every host address: `proto . port` to the container's address
+/// and to its port. Two maps with one value each, because nft 1.0.6 crashes on a JSON
+/// `dnat` whose map yields an `address . port` concatenation.
+const PORTS_ANY: PortMaps = PortMaps {
+    addr: "ports_any_addr",
+    port: "ports_any_port",
+};
+/// Published ports on one host address: `host_ip . proto . port`.
+const PORTS_ONE: PortMaps = PortMaps {
+    addr: "ports_one_addr",
+    port: "ports_one_port",
+};
+
+#[derive(Debug, Clone, Copy)]
+struct PortMaps {
+    addr: &'static str,
+    port: &'static str,
+}
 const CHAIN_PUBLISHED: &str = "published";
 /// IFNAMSIZ minus the terminating NUL.
 const MAX_IFNAME: usize = 15;
@@ -151,7 +168,9 @@ impl Firewall {
         enable_forwarding(&net.bridge)?;
         let state = self.list_table()?.unwrap_or_default();
         let mut commands = skeleton(&self.table);
-        commands.extend(delete_network_commands(&self.table, &state, &net.bridge));
+        if net.internal {
+            commands.extend(delete_nat_commands(&self.table, &state, &net.bridge));
+        }
         commands.extend(add_network_commands(&self.table, net));
         self.nft_apply(
             &commands,
@@ -192,13 +211,21 @@ impl Firewall {
         let state = self.list_table()?.unwrap_or_default();
         let mut commands = skeleton(&self.table);
         for forward in forwards {
-            let (map, key, data) = forward_element(forward);
-            match state.element_data(map, &key) {
-                Some(existing) if *existing == data => continue,
-                Some(_) => commands.push(element_command("delete", &self.table, map, key.clone())),
-                None => {}
+            let entry = ForwardEntry::of(forward);
+            for (map, value) in entry.values() {
+                match state.element_data(map, &entry.key) {
+                    Some(existing) if *existing == value => continue,
+                    Some(_) => commands.push(element_command(
+                        "delete",
+                        &self.table,
+                        map,
+                        entry.key.clone(),
+                    )),
+                    None => {}
+                }
+                let elem = json!([entry.key.clone(), value]);
+                commands.push(element_command("add", &self.table, map, elem));
             }
-            commands.push(element_command("add", &self.table, map, json!([key, data])));
         }
         self.nft_apply(&commands, "add published ports")
     }
@@ -214,10 +241,17 @@ impl Firewall {
         };
         let mut commands = Vec::new();
         for forward in forwards {
-            let (map, key, data) = forward_element(forward);
-            if state.element_data(map, &key) == Some(&data) {
-                commands.push(element_command("delete", &self.table, map, key.clone()));
-                state.forget_element(map, &key);
+            let entry = ForwardEntry::of(forward);
+            let values = entry.values();
+            if values
+                .iter()
+                .all(|(map, value)| state.element_data(map, &entry.key) == Some(value))
+            {
+                for (map, _) in values {
+                    let key = entry.key.clone();
+                    commands.push(element_command("delete", &self.table, map, key));
+                    state.forget_element(map, &entry.key);
+                }
             }
         }
         let mut errors = self.nft_apply_each(&commands, "remove published ports");
@@ -364,11 +398,17 @@ impl Firewall {
         };
         let ours: Vec<Vec<String>> = match bridge {
             Some(bridge) => self.iptables_accept_rules(bridge).to_vec(),
-            None => listing
-                .iter()
-                .filter_map(|line| parse_our_iptables_line(line, &self.table))
-                .flat_map(|bridge| self.iptables_accept_rules(&bridge))
-                .collect(),
+            None => {
+                // Each bridge has two lines; list its rules once.
+                let bridges: BTreeSet<String> = listing
+                    .iter()
+                    .filter_map(|line| parse_our_iptables_line(line, &self.table))
+                    .collect();
+                bridges
+                    .iter()
+                    .flat_map(|bridge| self.iptables_accept_rules(bridge))
+                    .collect()
+            }
         };
         let mut errors = Vec::new();
         for rule in ours {
@@ -505,8 +545,12 @@ fn chain_nat(bridge: &str) -> String {
 /// flushed before their rules are written again), so it heads every batch.
 fn skeleton(table: &str) -> Vec<Value> {
     let set = |name: &str| json!({"add": {"set": {"family": FAMILY, "table": table, "name": name, "type": "ifname"}}});
-    let map = |name: &str, key: Value, data: &str| json!({"add": {"map": {"family": FAMILY, "table": table, "name": name, "type": key, "map": data}}});
-    let dnat_via = |key: Vec<Value>, map: &str| json!({"dnat": {"family": FAMILY, "addr": {"map": {"key": {"concat": key}, "data": format!("@{map}")}}}});
+    let map = |name: &str, key: Value, data: Value| json!({"add": {"map": {"family": FAMILY, "table": table, "name": name, "type": key, "map": data}}});
+    let dnat_via = |key: Vec<Value>, maps: PortMaps| {
+        let lookup =
+            |map: &str| json!({"map": {"key": {"concat": key.clone()}, "data": format!("@{map}")}});
+        json!({"dnat": {"family": FAMILY, "addr": lookup(maps.addr), "port": lookup(maps.port)}})
+    };
     let daddr = json!({"payload": {"protocol": "ip", "field": "daddr"}});
     let saddr = json!({"payload": {"protocol": "ip", "field": "saddr"}});
     let l4proto = meta("l4proto");
@@ -517,25 +561,22 @@ fn skeleton(table: &str) -> Vec<Value> {
         json!("local"),
     );
     let bridges = json!(format!("@{SET_BRIDGES}"));
+    let any_key = json!(["inet_proto", "inet_service"]);
+    let one_key = json!(["ipv4_addr", "inet_proto", "inet_service"]);
     let vmap =
         |key: &str, map: &str| json!({"vmap": {"key": meta(key), "data": format!("@{map}")}});
 
     let mut commands = vec![
         json!({"add": {"table": table_ref(table)}}),
         set(SET_BRIDGES),
-        map(MAP_FWD_IN, json!("ifname"), "verdict"),
-        map(MAP_FWD_OUT, json!("ifname"), "verdict"),
-        map(MAP_NAT_FROM, json!("ifname"), "verdict"),
-        map(
-            MAP_PORTS_ANY,
-            json!(["inet_proto", "inet_service"]),
-            "ipv4_addr . inet_service",
-        ),
-        map(
-            MAP_PORTS_ADDR,
-            json!(["ipv4_addr", "inet_proto", "inet_service"]),
-            "ipv4_addr . inet_service",
-        ),
+        map(MAP_FWD_IN, json!("ifname"), json!("verdict")),
+        map(MAP_FWD_OUT, json!("ifname"), json!("verdict")),
+        map(MAP_NAT_FROM, json!("ifname"), json!("verdict")),
+        map(MAP_NAT_TO, json!("ifname"), json!("verdict")),
+        map(PORTS_ANY.addr, any_key.clone(), json!("ipv4_addr")),
+        map(PORTS_ANY.port, any_key, json!("inet_service")),
+        map(PORTS_ONE.addr, one_key.clone(), json!("ipv4_addr")),
+        map(PORTS_ONE.port, one_key, json!("inet_service")),
         json!({"add": {"chain": chain_ref(table, CHAIN_PUBLISHED)}}),
         base_chain(table, "forward", "filter", "forward", 0),
         base_chain(table, "prerouting", "nat", "prerouting", -100),
@@ -559,13 +600,13 @@ fn skeleton(table: &str) -> Vec<Value> {
             CHAIN_PUBLISHED,
             vec![dnat_via(
                 vec![daddr, l4proto.clone(), dport.clone()],
-                MAP_PORTS_ADDR,
+                PORTS_ONE,
             )],
         ),
         rule(
             table,
             CHAIN_PUBLISHED,
-            vec![dnat_via(vec![l4proto, dport], MAP_PORTS_ANY)],
+            vec![dnat_via(vec![l4proto, dport], PORTS_ANY)],
         ),
         rule(
             table,
@@ -583,7 +624,7 @@ fn skeleton(table: &str) -> Vec<Value> {
             table,
             "postrouting",
             vec![
-                test("==", meta("oifname"), bridges.clone()),
+                test("==", meta("oifname"), bridges),
                 test(
                     "==",
                     saddr,
@@ -592,39 +633,37 @@ fn skeleton(table: &str) -> Vec<Value> {
                 verdict("masquerade"),
             ],
         ),
-        // Hairpin: a container reaching a published port (its own or a neighbour's) via
-        // a host address; without this the answer would bypass the host's conntrack.
-        rule(
-            table,
-            "postrouting",
-            vec![
-                test("==", meta("oifname"), bridges.clone()),
-                test("==", meta("iifname"), bridges),
-                test("in", json!({"ct": {"key": "status"}}), json!("dnat")),
-                verdict("masquerade"),
-            ],
-        ),
         rule(table, "postrouting", vec![vmap("iifname", MAP_NAT_FROM)]),
+        // By output interface too: with br_netfilter loaded, DNATed traffic between two
+        // ports of one bridge is bridged and its postrouting hook has no input interface.
+        rule(table, "postrouting", vec![vmap("oifname", MAP_NAT_TO)]),
     ]);
     commands
 }
 
-/// The network's chains and map entries (after `delete_network_commands`, if it had any).
+/// The network's chains (emptied and written again) and map entries; `add` of an
+/// existing entry is a no-op, so nothing moves when the network is added again.
 fn add_network_commands(table: &str, net: &NetworkRules) -> Vec<Value> {
     let bridge = net.bridge.as_str();
     let on_bridge = |key: &str| test("==", meta(key), json!(bridge));
     let is_dnat = test("in", json!({"ct": {"key": "status"}}), json!("dnat"));
     let (chain_in, chain_out, chain_nat) = (chain_in(bridge), chain_out(bridge), chain_nat(bridge));
 
-    let mut commands = vec![
-        json!({"add": {"chain": chain_ref(table, &chain_in)}}),
-        json!({"add": {"chain": chain_ref(table, &chain_out)}}),
-        rule(
-            table,
-            &chain_in,
-            vec![on_bridge("oifname"), verdict("accept")],
-        ),
-    ];
+    let add_empty_chain = |chain: &str| {
+        [
+            json!({"add": {"chain": chain_ref(table, chain)}}),
+            json!({"flush": {"chain": chain_ref(table, chain)}}),
+        ]
+    };
+    let mut commands: Vec<Value> = [&chain_in, &chain_out]
+        .into_iter()
+        .flat_map(|chain| add_empty_chain(chain))
+        .collect();
+    commands.extend([rule(
+        table,
+        &chain_in,
+        vec![on_bridge("oifname"), verdict("accept")],
+    )]);
     if net.internal {
         commands.extend([
             rule(table, &chain_in, vec![verdict("drop")]),
@@ -645,22 +684,38 @@ fn add_network_commands(table: &str, net: &NetworkRules) -> Vec<Value> {
             rule(table, &chain_in, vec![to_our_bridge, verdict("drop")]),
             rule(table, &chain_in, vec![verdict("accept")]),
             rule(table, &chain_out, vec![reply, verdict("accept")]),
-            rule(table, &chain_out, vec![is_dnat, verdict("accept")]),
+            rule(table, &chain_out, vec![is_dnat.clone(), verdict("accept")]),
             rule(table, &chain_out, vec![verdict("drop")]),
-            json!({"add": {"chain": chain_ref(table, &chain_nat)}}),
+        ]);
+        commands.extend(add_empty_chain(&chain_nat));
+        commands.extend([
+            // Egress.
             rule(
                 table,
                 &chain_nat,
                 vec![
-                    test("==", saddr, subnet),
+                    test("==", saddr.clone(), subnet.clone()),
                     test("!=", meta("oifname"), json!(bridge)),
                     verdict("masquerade"),
                 ],
+            ),
+            // Hairpin: a container reaching a published port (its own or a neighbour's)
+            // through a host address must see the answer come back through the host.
+            rule(
+                table,
+                &chain_nat,
+                vec![test("==", saddr, subnet), is_dnat, verdict("masquerade")],
             ),
             element_command(
                 "add",
                 table,
                 MAP_NAT_FROM,
+                json!([bridge, jump_to(chain_nat.clone())]),
+            ),
+            element_command(
+                "add",
+                table,
+                MAP_NAT_TO,
                 json!([bridge, jump_to(chain_nat)]),
             ),
         ]);
@@ -689,11 +744,17 @@ fn network_address(net: &NetworkRules) -> Ipv4Addr {
 /// that a map entry jumps to cannot be deleted.
 fn delete_network_commands(table: &str, state: &TableState, bridge: &str) -> Vec<Value> {
     let key = json!(bridge);
-    let mut commands: Vec<Value> = [MAP_NAT_FROM, MAP_FWD_IN, MAP_FWD_OUT, SET_BRIDGES]
-        .into_iter()
-        .filter(|set| state.element_data(set, &key).is_some())
-        .map(|set| element_command("delete", table, set, key.clone()))
-        .collect();
+    let mut commands: Vec<Value> = [
+        MAP_NAT_FROM,
+        MAP_NAT_TO,
+        MAP_FWD_IN,
+        MAP_FWD_OUT,
+        SET_BRIDGES,
+    ]
+    .into_iter()
+    .filter(|set| state.element_data(set, &key).is_some())
+    .map(|set| element_command("delete", table, set, key.clone()))
+    .collect();
     for chain in [chain_in(bridge), chain_out(bridge), chain_nat(bridge)] {
         if state.chains.contains(&chain) {
             commands.push(json!({"delete": {"chain": chain_ref(table, &chain)}}));
@@ -702,19 +763,54 @@ fn delete_network_commands(table: &str, state: &TableState, bridge: &str) -> Vec
     commands
 }
 
-/// The map, key and value of a published port's DNAT entry.
-fn forward_element(forward: &PortForward) -> (&'static str, Value, Value) {
-    let proto = forward.protocol.as_str();
-    let data = json!({"concat": [forward.container_ip.to_string(), forward.container_port]});
-    if forward.host_ip.is_unspecified() {
-        (
-            MAP_PORTS_ANY,
-            json!({"concat": [proto, forward.host_port]}),
-            data,
-        )
-    } else {
-        let key = json!({"concat": [forward.host_ip.to_string(), proto, forward.host_port]});
-        (MAP_PORTS_ADDR, key, data)
+/// Deletes a network's masquerade (when it becomes internal).
+fn delete_nat_commands(table: &str, state: &TableState, bridge: &str) -> Vec<Value> {
+    let key = json!(bridge);
+    let mut commands: Vec<Value> = [MAP_NAT_FROM, MAP_NAT_TO]
+        .into_iter()
+        .filter(|map| state.element_data(map, &key).is_some())
+        .map(|map| element_command("delete", table, map, key.clone()))
+        .collect();
+    let chain = chain_nat(bridge);
+    if state.chains.contains(&chain) {
+        commands.push(json!({"delete": {"chain": chain_ref(table, &chain)}}));
+    }
+    commands
+}
+
+/// A published port's DNAT entries: one key, looked up in an address map and a port map.
+struct ForwardEntry {
+    maps: PortMaps,
+    key: Value,
+    container_ip: Value,
+    container_port: Value,
+}
+
+impl ForwardEntry {
+    fn of(forward: &PortForward) -> ForwardEntry {
+        let proto = forward.protocol.as_str();
+        let (maps, key) = if forward.host_ip.is_unspecified() {
+            (PORTS_ANY, json!({"concat": [proto, forward.host_port]}))
+        } else {
+            let host_ip = forward.host_ip.to_string();
+            (
+                PORTS_ONE,
+                json!({"concat": [host_ip, proto, forward.host_port]}),
+            )
+        };
+        ForwardEntry {
+            maps,
+            key,
+            container_ip: json!(forward.container_ip.to_string()),
+            container_port: json!(forward.container_port),
+        }
+    }
+
+    fn values(&self) -> [(&'static str, Value); 2] {
+        [
+            (self.maps.addr, self.container_ip.clone()),
+            (self.maps.port, self.container_port.clone()),
+        ]
     }
 }
 
@@ -772,14 +868,20 @@ impl TableState {
 
     fn forget_network(&mut self, bridge: &str) {
         let key = json!(bridge);
-        for set in [MAP_NAT_FROM, MAP_FWD_IN, MAP_FWD_OUT, SET_BRIDGES] {
+        for set in [
+            MAP_NAT_FROM,
+            MAP_NAT_TO,
+            MAP_FWD_IN,
+            MAP_FWD_OUT,
+            SET_BRIDGES,
+        ] {
             self.forget_element(set, &key);
         }
     }
 
     /// No network and no published port left.
     fn is_unused(&self) -> bool {
-        [SET_BRIDGES, MAP_PORTS_ANY, MAP_PORTS_ADDR]
+        [SET_BRIDGES, PORTS_ANY.addr, PORTS_ONE.addr]
             .iter()
             .all(|set| self.elements.get(*set).is_none_or(Vec::is_empty))
     }
@@ -804,7 +906,7 @@ fn iptables_forward_listing() -> Result<Option<Vec<String>>, FirewallError> {
         None,
         "list the FORWARD chain",
     ) {
-        Ok(stdout) => Ok(Some(stdout.lines().map(|l| l.trim().to_string()).collect())),
+        Ok(stdout) => Ok(Some(stdout.lines().map(|l| unquoted(l.trim())).collect())),
         Err(FirewallError::Spawn { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
             Ok(None)
         }
@@ -812,19 +914,14 @@ fn iptables_forward_listing() -> Result<Option<Vec<String>>, FirewallError> {
     }
 }
 
-/// How `iptables -S` prints one of our rules.
+/// How `iptables -S` prints one of our rules, without the quotes it puts around some
+/// comments (compare with [`unquoted`] listing lines).
 fn iptables_listing_line(rule: &[String]) -> String {
-    let words: Vec<String> = rule
-        .iter()
-        .enumerate()
-        .map(
-            |(i, word)| match rule.get(i.wrapping_sub(1)).map(String::as_str) {
-                Some("--comment") => format!("\"{word}\""),
-                _ => word.clone(),
-            },
-        )
-        .collect();
-    format!("-A FORWARD {}", words.join(" "))
+    format!("-A FORWARD {}", rule.join(" "))
+}
+
+fn unquoted(line: &str) -> String {
+    line.replace('"', "")
 }
 
 /// The bridge of a FORWARD line that is one of our exceptions for `table`.
@@ -832,7 +929,7 @@ fn parse_our_iptables_line(line: &str, table: &str) -> Option<String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     match words.as_slice() {
         ["-A", "FORWARD", "-i" | "-o", bridge, "-m", "comment", "--comment", comment, "-j", "ACCEPT"]
-            if comment.trim_matches('"') == table =>
+            if *comment == table =>
         {
             Some((*bridge).to_string())
         }
@@ -1002,15 +1099,17 @@ mod tests {
         assert_eq!(expr[2], json!({"masquerade": null}));
     }
 
-    fn listing(elements: &str) -> TableState {
+    fn listing(addrs: &str, ports: &str) -> TableState {
         TableState::parse(&format!(
             r#"{{"nftables": [{{"metainfo": {{"version": "1.0.6"}}}},
             {{"table": {{"family": "ip", "name": "t", "handle": 1}}}},
             {{"set": {{"family": "ip", "name": "bridges", "table": "t", "type": "ifname", "elem": ["rc-a"]}}}},
             {{"map": {{"family": "ip", "name": "fwd_in", "table": "t", "type": "ifname", "map": "verdict",
                "elem": [["rc-a", {{"jump": {{"target": "in_rc-a"}}}}]]}}}},
-            {{"map": {{"family": "ip", "name": "ports_any", "table": "t", "type": ["inet_proto", "inet_service"],
-               "map": "ipv4_addr . inet_service"{elements}}}}},
+            {{"map": {{"family": "ip", "name": "ports_any_addr", "table": "t", "type": ["inet_proto", "inet_service"],
+               "map": "ipv4_addr"{addrs}}}}},
+            {{"map": {{"family": "ip", "name": "ports_any_port", "table": "t", "type": ["inet_proto", "inet_service"],
+               "map": "inet_service"{ports}}}}},
             {{"chain": {{"family": "ip", "table": "t", "name": "in_rc-a", "handle": 3}}}}]}}"#
         ))
         .expect("listing parses")
@@ -1018,8 +1117,10 @@ mod tests {
 
     #[test]
     fn listing_is_parsed_into_chains_and_elements() {
-        let state =
-            listing(r#", "elem": [[{"concat": ["tcp", 8080]}, {"concat": ["10.213.7.2", 80]}]]"#);
+        let state = listing(
+            r#", "elem": [[{"concat": ["tcp", 8080]}, "10.213.7.2"]]"#,
+            r#", "elem": [[{"concat": ["tcp", 8080]}, 80]]"#,
+        );
         assert!(state.chains.contains("in_rc-a"));
         assert_eq!(
             state.element_data(SET_BRIDGES, &json!("rc-a")),
@@ -1036,8 +1137,10 @@ mod tests {
             container_ip: Ipv4Addr::new(10, 213, 7, 2),
             container_port: 80,
         };
-        let (map, key, data) = forward_element(&forward);
-        assert_eq!(state.element_data(map, &key), Some(&data));
+        let entry = ForwardEntry::of(&forward);
+        for (map, value) in entry.values() {
+            assert_eq!(state.element_data(map, &entry.key), Some(&value));
+        }
         assert!(!state.is_unused());
         assert!(TableState::parse("not json").is_err());
         assert!(TableState::parse("{}").is_err());
@@ -1045,7 +1148,7 @@ mod tests {
 
     #[test]
     fn removal_deletes_only_what_exists_entries_before_chains() {
-        let mut state = listing("");
+        let mut state = listing("", "");
         let commands = delete_network_commands("t", &state, "rc-a");
         let ops: Vec<String> = commands
             .iter()
@@ -1076,7 +1179,7 @@ mod tests {
         assert_eq!(
             line,
             format!(
-                "-A FORWARD -i rc-a -m comment --comment \"{}\" -j ACCEPT",
+                "-A FORWARD -i rc-a -m comment --comment {} -j ACCEPT",
                 fw.table_name()
             )
         );
