@@ -47,11 +47,7 @@ fn main() {
         println!("network_run: skipped, networking needs root");
         return;
     }
-    // SAFETY-free: unshare of the network namespace only, while single-threaded.
-    if let Err(err) = enter_throwaway_netns() {
-        println!("network_run: skipped, cannot create a network namespace: {err}");
-        return;
-    }
+    // The image first: fetching busybox needs the host's network.
     let work = tempfile::Builder::new()
         .prefix("rcompose-net-test")
         .tempdir()
@@ -63,22 +59,47 @@ fn main() {
             return;
         }
     };
+    if let Err(err) = enter_throwaway_netns() {
+        println!("network_run: skipped, cannot create a network namespace: {err}");
+        return;
+    }
     let state_root = work.path().join("state");
     let mut fixture = match Fixture::new(&state_root, image) {
         Ok(fixture) => fixture,
         Err(err) => panic!("setting up: {err}"),
     };
     let tests: &[(&str, TestFn)] = &[
-        ("services_reach_each_other_by_name", services_reach_each_other_by_name),
-        ("replicas_all_answer_the_service_name", replicas_all_answer_the_service_name),
-        ("separate_networks_are_isolated", separate_networks_are_isolated),
+        (
+            "services_reach_each_other_by_name",
+            services_reach_each_other_by_name,
+        ),
+        (
+            "replicas_all_answer_the_service_name",
+            replicas_all_answer_the_service_name,
+        ),
+        (
+            "separate_networks_are_isolated",
+            separate_networks_are_isolated,
+        ),
         ("egress_is_masqueraded", egress_is_masqueraded),
-        ("internal_network_has_no_way_out", internal_network_has_no_way_out),
+        (
+            "internal_network_has_no_way_out",
+            internal_network_has_no_way_out,
+        ),
         ("published_ports_answer", published_ports_answer),
-        ("taken_port_is_refused_before_anything", taken_port_is_refused_before_anything),
+        (
+            "taken_port_is_refused_before_anything",
+            taken_port_is_refused_before_anything,
+        ),
         ("named_volume_keeps_data", named_volume_keeps_data),
-        ("new_named_volume_holds_the_image_files", new_named_volume_holds_the_image_files),
-        ("read_only_bind_refuses_writes", read_only_bind_refuses_writes),
+        (
+            "new_named_volume_holds_the_image_files",
+            new_named_volume_holds_the_image_files,
+        ),
+        (
+            "read_only_bind_refuses_writes",
+            read_only_bind_refuses_writes,
+        ),
         ("teardown_leaves_nothing", teardown_leaves_nothing),
     ];
     let mut failed = 0;
@@ -116,7 +137,7 @@ fn services_reach_each_other_by_name(f: &mut Fixture) -> TestResult {
         "web-1",
         &[("front", &["web"])],
         &[],
-        "nc -lk -p 80 -e echo tcp-ok & exec /udp_tool serve 9000",
+        "nc -ll -p 80 -e echo tcp-ok & exec /udp_tool serve 9000",
     )?;
     f.container(
         "client-1",
@@ -167,10 +188,15 @@ fn replicas_all_answer_the_service_name(f: &mut Fixture) -> TestResult {
 fn separate_networks_are_isolated(f: &mut Fixture) -> TestResult {
     f.network("front", "10.213.10.0/24", false)?;
     f.network("back", "10.213.11.0/24", false)?;
-    f.container("db-1", &[("back", &["db"])], &[], "nc -lk -p 5432 -e echo db-ok")?;
+    f.container(
+        "db-1",
+        &[("back", &["db"])],
+        &[],
+        "nc -ll -p 5432 -e echo db-ok",
+    )?;
     let db = f.address("db-1", "back")?;
     let script = format!(
-        "sleep 0.3; nc -w 1 {db} 5432 </dev/null && echo reached || echo unreachable; \
+        "sleep 0.3; nc -w 1 {db} 5432 </dev/null 2>/dev/null && echo reached || echo unreachable; \
          nslookup db >/dev/null 2>&1 && echo resolved || echo unresolved; sleep 30"
     );
     f.container("outsider-1", &[("front", &[])], &[], &script)?;
@@ -225,7 +251,7 @@ fn published_ports_answer(f: &mut Fixture) -> TestResult {
         "site-1",
         &[("front", &["site"])],
         &ports,
-        "exec nc -lk -p 80 -e echo site-ok",
+        "exec nc -ll -p 80 -e echo site-ok",
     )?;
     let ephemeral = f
         .sandboxes
@@ -370,8 +396,7 @@ fn teardown_leaves_nothing(f: &mut Fixture) -> TestResult {
     }
     let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
     let containers = f.state_root.join("containers");
-    if let Some(point) = mount_points(&mountinfo).find(|p| Path::new(p).starts_with(&containers))
-    {
+    if let Some(point) = mount_points(&mountinfo).find(|p| Path::new(p).starts_with(&containers)) {
         return Err(format!("still mounted: {point}"));
     }
     let netns_dir = f.state_root.join("netns");
@@ -466,12 +491,18 @@ impl Fixture {
             .map_err(|e| e.to_string())
     }
 
-    fn volume_mount(&mut self, volume: &str, target: &str, container: &str) -> Result<Mount, String> {
+    fn volume_mount(
+        &mut self,
+        volume: &str,
+        target: &str,
+        container: &str,
+    ) -> Result<Mount, String> {
         let source = self
             .volumes
             .attach(volume, container)
             .map_err(|e| e.to_string())?;
-        self.attached.push((volume.to_string(), container.to_string()));
+        self.attached
+            .push((volume.to_string(), container.to_string()));
         Ok(bind(&source, target, false))
     }
 
@@ -520,7 +551,9 @@ impl Fixture {
                 name: id.to_string(),
                 aliases: endpoint.aliases.clone(),
             };
-            self.registry.add(network, record).map_err(|e| e.to_string())?;
+            self.registry
+                .add(network, record)
+                .map_err(|e| e.to_string())?;
         }
         self.registry
             .set_resolver_options(id, sandbox.resolver.clone());
@@ -834,7 +867,13 @@ fn test_image(work: &Path) -> Result<PathBuf, String> {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/udp_tool.rs");
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     run(Command::new(rustc)
-        .args(["--edition", "2021", "-C", "target-feature=+crt-static", "-o"])
+        .args([
+            "--edition",
+            "2021",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
         .arg(root.join("udp_tool"))
         .arg(source))?;
     Ok(root)

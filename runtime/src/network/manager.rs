@@ -318,11 +318,9 @@ impl NetworkManager {
     /// A new network namespace for a container, `<state_root>/netns/<id>`, to pass as
     /// `NamespaceMode::Join` and to [`NetworkManager::connect`].
     pub fn create_sandbox(&self, container_id: &str) -> Result<NetnsHandle, NetworkError> {
-        NetnsHandle::create(&self.state_root, container_id).map_err(|source| {
-            NetworkError::Netns {
-                container: container_id.to_string(),
-                source,
-            }
+        NetnsHandle::create(&self.state_root, container_id).map_err(|source| NetworkError::Netns {
+            container: container_id.to_string(),
+            source,
         })
     }
 
@@ -655,7 +653,9 @@ mod tests {
             ..same.clone()
         };
         let err = check_same(&record, &internal).unwrap_err();
-        assert!(err.to_string().contains("different configuration (internal: false)"));
+        assert!(err
+            .to_string()
+            .contains("different configuration (internal: false)"));
     }
 
     #[test]
@@ -671,9 +671,6 @@ mod tests {
 
     #[test]
     fn macs_print_like_ip_link() {
-        assert_eq!(
-            mac_string([0x02, 0x42, 10, 213, 9, 2]),
-            "02:42:0a:d5:09:02"
-        );
+        assert_eq!(mac_string([0x02, 0x42, 10, 213, 9, 2]), "02:42:0a:d5:09:02");
     }
 }

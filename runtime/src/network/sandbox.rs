@@ -140,8 +140,8 @@ fn write_host_files(
         path: request.files_dir.clone(),
         source: std::io::Error::other(e.to_string()),
     };
-    let host_resolv = hostfiles::read_host_file(Path::new(hostfiles::HOST_RESOLV_CONF))
-        .map_err(files_error)?;
+    let host_resolv =
+        hostfiles::read_host_file(Path::new(hostfiles::HOST_RESOLV_CONF)).map_err(files_error)?;
     let mode = match gateway {
         Some(nameserver) => ResolverMode::Embedded { nameserver },
         None => ResolverMode::Private,

@@ -289,7 +289,8 @@ impl VolumeStore {
     pub fn create_anonymous(&self, labels: &BTreeMap<String, String>) -> Result<Volume> {
         let mut labels = labels.clone();
         labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
-        let name = crate::random::random_hex_id().map_err(io_error("read", Path::new("/dev/urandom")))?;
+        let name =
+            crate::random::random_hex_id().map_err(io_error("read", Path::new("/dev/urandom")))?;
         Ok(self.create(&name, &BTreeMap::new(), &labels)?.volume)
     }
 
@@ -493,7 +494,8 @@ impl VolumeStore {
     fn delete(&self, volume: &Volume) -> Result<()> {
         self.unmount_driver_opts(volume)?;
         let path = self.dir.join(&volume.name);
-        let suffix = crate::random::random_hex_id().map_err(io_error("read", Path::new("/dev/urandom")))?;
+        let suffix =
+            crate::random::random_hex_id().map_err(io_error("read", Path::new("/dev/urandom")))?;
         let doomed = self.dir.join(format!(
             "{TEMP_PREFIX}rm-{}-{}",
             volume.name,
