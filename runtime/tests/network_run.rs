@@ -118,6 +118,26 @@ fn main() {
     let cgroup_parent = fixture.cgroup_parent.clone();
     drop(fixture);
     remove_cgroup_parent(&cgroup_parent);
+    // The namespace directory is a bind mount of its own; the last one out removes it.
+    match rcompose_runtime::network::netns::release_netns_dir(&state_root) {
+        Ok(true) => {}
+        Ok(false) => {
+            failed += 1;
+            println!(
+                "cleanup: network namespace files are left in {}",
+                state_root.display()
+            );
+        }
+        Err(err) => {
+            failed += 1;
+            println!("cleanup: {err}");
+        }
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if let Some(point) = mount_points(&mountinfo).find(|p| Path::new(p).starts_with(work.path())) {
+        failed += 1;
+        println!("cleanup: still mounted: {point}");
+    }
     drop(work);
     println!(
         "network_run: {} passed, {failed} failed",
