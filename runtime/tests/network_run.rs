@@ -267,12 +267,17 @@ fn published_ports_answer(f: &mut Fixture) -> TestResult {
         publish(Ipv4Addr::UNSPECIFIED, 0, 80),
         publish(Ipv4Addr::LOCALHOST, 18081, 80),
     ];
-    f.container(
-        "site-1",
-        &[("front", &["site"])],
-        &ports,
-        "exec nc -ll -p 80 -e echo site-ok",
-    )?;
+    // The site also reaches itself through its own published port (hairpin).
+    let script = format!(
+        "nc -ll -p 80 -e echo site-ok & sleep 0.5; \
+         echo self: $(nc -w 2 {HOST_ADDRESS} 18080 </dev/null); wait"
+    );
+    f.container("site-1", &[("front", &["site"])], &ports, &script)?;
+    let visitor =
+        format!("sleep 0.5; echo visitor: $(nc -w 2 {HOST_ADDRESS} 18080 </dev/null); sleep 30");
+    f.container("visitor-1", &[("front", &[])], &[], &visitor)?;
+    f.wait_for_log("visitor-1", "visitor: site-ok")?;
+    f.wait_for_log("site-1", "self: site-ok")?;
     let ephemeral = f
         .sandboxes
         .get("site-1")

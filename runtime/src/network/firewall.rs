@@ -30,15 +30,16 @@
 //! parsing of the table), tagged with our table name, and delete them at teardown.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs;
 use std::io::{self, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use rustix::fs::{flock, FlockOperation};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
+
+use crate::lock::{lock_file, LockGuard, LockKind};
 
 use super::ports::{PortForward, Protocol};
 
@@ -288,7 +289,7 @@ impl Firewall {
     }
 
     /// Serialises changes to this state root's table across threads and processes.
-    fn lock(&self) -> Result<File, FirewallError> {
+    fn lock(&self) -> Result<LockGuard, FirewallError> {
         let lock_err = |source| FirewallError::Lock {
             path: self.lock_path.clone(),
             source,
@@ -296,14 +297,7 @@ impl Firewall {
         if let Some(dir) = self.lock_path.parent() {
             fs::create_dir_all(dir).map_err(lock_err)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(lock_err)?;
-        flock(&file, FlockOperation::LockExclusive).map_err(|e| lock_err(e.into()))?;
-        Ok(file)
+        lock_file(&self.lock_path, LockKind::Exclusive).map_err(lock_err)
     }
 
     /// The table's sets, maps and chains, or `None` when the table does not exist.

@@ -20,8 +20,8 @@ use netlink_packet_core::{
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
 use netlink_packet_route::link::{
-    BridgeStpState, InfoBridge, InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo,
-    LinkMessage,
+    BridgeStpState, InfoBridge, InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth,
+    LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
 };
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
@@ -326,7 +326,29 @@ pub fn create_veth(
             },
             _ => netlink_error("create veth pair", host_ifname, err),
         })?;
+    // A container reaching its own published port is DNATed back to the port it
+    // came from; a bridge drops that unless the port is in hairpin mode.
+    set_hairpin(host_ifname).map_err(|error| with_cleanup(error, host_ifname))?;
     find_link(host_ifname)
+}
+
+/// Puts a bridge port in hairpin mode, as `ip link set X type bridge_slave hairpin on`
+/// does: a RTM_NEWLINK on the existing link (RTM_SETLINK ignores IFLA_LINKINFO) with
+/// kind `bridge_slave` and the port attribute.
+pub fn set_hairpin(name: &str) -> Result<(), LinkError> {
+    validate_link_name(name)?;
+    let mut message = LinkMessage::default();
+    message.header.index = find_link(name)?.index;
+    message.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::Kind(InfoKind::Other("bridge_slave".into())),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+            true,
+        )])),
+    ]));
+    Rtnl::open()?
+        .request(RouteNetlinkMessage::NewLink(message), 0)
+        .map(drop)
+        .map_err(|err| not_found_or(name, "turn on hairpin mode of bridge port", err))
 }
 
 /// Inside the calling thread's namespace (the container's): gives `interface.ifname`
@@ -1030,6 +1052,16 @@ mod tests {
             bridge_done - netns_done,
             total - bridge_done
         );
+        // The container side is a hairpin port (a container reaching its own published
+        // port is sent back the way it came).
+        let details = sandbox.in_host(|| {
+            std::process::Command::new("ip")
+                .args(["-d", "link", "show", &veth1])
+                .output()
+                .expect("ip -d link show")
+        });
+        let details = String::from_utf8_lossy(&details.stdout).into_owned();
+        assert!(details.contains("hairpin on"), "{details}");
         let c2 = sandbox.container("c2");
         let host2 = sandbox.in_host(|| {
             attach_container(&Attachment {
