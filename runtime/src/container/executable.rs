@@ -12,19 +12,18 @@
 //! the rootfs (an absolute target restarts at the rootfs, `..` never climbs above
 //! it), never onto the host.
 
-use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use thiserror::Error;
 
+use super::rootfs_path::{self, steps_of, ResolveError, Resolved, Step};
 use super::spec::{DEFAULT_PATH_ENV, INIT_PATH};
 
 /// Linux's own limit on symlinks followed while resolving one path (MAXSYMLINKS).
-const MAX_SYMLINKS: usize = 40;
 
 #[derive(Debug, Error)]
 pub enum ExecutableError {
@@ -187,8 +186,8 @@ fn clean_display(path: &Path) -> String {
 /// Resolves `path` (a container path) and checks it is an executable regular file.
 fn check_candidate(rootfs: &Path, path: &Path, mounts: &[PathBuf]) -> Result<Executable, Problem> {
     let relative = match resolve_in_rootfs(rootfs, path, mounts)? {
-        Resolution::InRootfs(relative) => relative,
-        Resolution::UnderMount(relative) => {
+        Resolved::InRootfs(relative) => relative,
+        Resolved::UnderMount(relative) => {
             return Ok(Executable::UnderMount(Path::new("/").join(relative)))
         }
     };
@@ -207,72 +206,13 @@ fn check_candidate(rootfs: &Path, path: &Path, mounts: &[PathBuf]) -> Result<Exe
     Ok(Executable::Found(Path::new("/").join(relative)))
 }
 
-/// A container path resolved inside the rootfs, relative to the rootfs root.
-#[derive(Debug, PartialEq, Eq)]
-enum Resolution {
-    /// Free of symlinks; it may not exist.
-    InRootfs(PathBuf),
-    /// The resolution entered a mount target at this path and stopped there.
-    UnderMount(PathBuf),
-}
-
-/// One step of a path still to resolve.
-enum Step {
-    Parent,
-    Name(OsString),
-}
-
-fn steps_of(path: &Path) -> Vec<Step> {
-    path.components()
-        .filter_map(|c| match c {
-            Component::ParentDir => Some(Step::Parent),
-            Component::Normal(name) => Some(Step::Name(name.to_os_string())),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
-        })
-        .collect()
-}
-
 /// Follows `path` through the rootfs as if `rootfs` were `/`, stopping as soon as
 /// it reaches one of `mounts` (relative, resolved targets).
-fn resolve_in_rootfs(
-    rootfs: &Path,
-    path: &Path,
-    mounts: &[PathBuf],
-) -> Result<Resolution, Problem> {
-    let mut pending = steps_of(path);
-    pending.reverse(); // a stack: the next step is last
-    let mut resolved = PathBuf::new();
-    let mut links_followed = 0;
-
-    while let Some(step) = pending.pop() {
-        let name = match step {
-            Step::Parent => {
-                resolved.pop();
-                continue;
-            }
-            Step::Name(name) => name,
-        };
-        let candidate = resolved.join(&name);
-        if mounts.iter().any(|m| candidate.starts_with(m)) {
-            return Ok(Resolution::UnderMount(candidate));
-        }
-        let host = rootfs.join(&candidate);
-        let is_link = fs::symlink_metadata(&host).is_ok_and(|m| m.file_type().is_symlink());
-        if !is_link {
-            resolved = candidate;
-            continue;
-        }
-        links_followed += 1;
-        if links_followed > MAX_SYMLINKS {
-            return Err(Problem::SymlinkLoop);
-        }
-        let target = fs::read_link(&host).map_err(Problem::Io)?;
-        if target.is_absolute() {
-            resolved = PathBuf::new();
-        }
-        pending.extend(steps_of(&target).into_iter().rev());
-    }
-    Ok(Resolution::InRootfs(resolved))
+fn resolve_in_rootfs(rootfs: &Path, path: &Path, mounts: &[PathBuf]) -> Result<Resolved, Problem> {
+    rootfs_path::resolve_in_rootfs(rootfs, path, mounts).map_err(|e| match e {
+        ResolveError::SymlinkLoop => Problem::SymlinkLoop,
+        ResolveError::Io(e) => Problem::Io(e),
+    })
 }
 
 /// Mount targets as paths relative to the rootfs root, with their own symlinks
@@ -281,7 +221,7 @@ fn resolve_mount_targets(rootfs: &Path, targets: &[PathBuf]) -> Vec<PathBuf> {
     targets
         .iter()
         .map(|target| match resolve_in_rootfs(rootfs, target, &[]) {
-            Ok(Resolution::InRootfs(relative)) => relative,
+            Ok(Resolved::InRootfs(relative)) => relative,
             // A target that cannot be resolved is compared as written.
             _ => PathBuf::from(clean_display(target).trim_start_matches('/')),
         })

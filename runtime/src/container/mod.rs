@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod monitor;
 mod process;
 pub mod rootfs;
+mod rootfs_path;
 pub mod security;
 pub mod spec;
 pub mod stats;

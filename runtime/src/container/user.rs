@@ -6,12 +6,13 @@
 //! supplementary groups are those of `/etc/group` listing the user by name; with an
 //! explicit group there are none, as in runc.
 
-use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+
+use super::rootfs_path::{self, ResolveError, Resolved};
 
 /// The container settings a message can point at.
 const USER: &str = "user";
@@ -19,7 +20,6 @@ const GROUP_ADD: &str = "group_add";
 /// The highest uid/gid Docker accepts.
 const MAX_ID: i64 = i32::MAX as i64;
 /// Linux's limit on symlinks followed while resolving one path.
-const MAX_SYMLINKS: usize = 255;
 
 #[derive(Debug, Error)]
 pub enum UserError {
@@ -288,64 +288,22 @@ fn read_rootfs_file(rootfs: &Path, path: &str) -> Result<Option<String>, UserErr
     }
 }
 
-/// One step of a path still to resolve.
-enum Step {
-    Parent,
-    Name(OsString),
-}
-
-fn steps_of(path: &Path) -> Vec<Step> {
-    path.components()
-        .filter_map(|c| match c {
-            Component::ParentDir => Some(Step::Parent),
-            Component::Normal(name) => Some(Step::Name(name.to_os_string())),
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
-        })
-        .collect()
-}
-
 /// Maps a path inside the container to a host path under `rootfs`, following
 /// symlinks as if `rootfs` were `/`: absolute targets restart at the rootfs and `..`
 /// never climbs above it. Missing components are kept as they are.
 pub fn resolve_in_rootfs(rootfs: &Path, path: &Path) -> Result<PathBuf, UserError> {
-    let mut pending = steps_of(path);
-    pending.reverse(); // a stack: the next step is last
-    let mut resolved = PathBuf::new();
-    let mut links_followed = 0;
-
-    while let Some(step) = pending.pop() {
-        let name = match step {
-            Step::Parent => {
-                resolved.pop();
-                continue;
-            }
-            Step::Name(name) => name,
-        };
-        let candidate = resolved.join(&name);
-        let host = rootfs.join(&candidate);
-        let is_link = fs::symlink_metadata(&host)
-            .map(|m| m.file_type().is_symlink())
-            .unwrap_or(false);
-        if !is_link {
-            resolved = candidate;
-            continue;
+    match rootfs_path::resolve_in_rootfs(rootfs, path, &[]) {
+        Ok(Resolved::InRootfs(relative) | Resolved::UnderMount(relative)) => {
+            Ok(rootfs.join(relative))
         }
-        links_followed += 1;
-        if links_followed > MAX_SYMLINKS {
-            return Err(UserError::SymlinkLoop {
-                path: path.display().to_string(),
-            });
-        }
-        let target = fs::read_link(&host).map_err(|e| UserError::Read {
+        Err(ResolveError::SymlinkLoop) => Err(UserError::SymlinkLoop {
             path: path.display().to_string(),
-            source: e,
-        })?;
-        if target.is_absolute() {
-            resolved = PathBuf::new();
-        }
-        pending.extend(steps_of(&target).into_iter().rev());
+        }),
+        Err(ResolveError::Io(source)) => Err(UserError::Read {
+            path: path.display().to_string(),
+            source,
+        }),
     }
-    Ok(rootfs.join(resolved))
 }
 
 #[cfg(test)]
