@@ -142,9 +142,8 @@ pub enum NetworkCliError {
 }
 
 pub fn run(global: &GlobalOptions, command: &NetworkCommand) -> anyhow::Result<u8> {
-    let manager = NetworkManager::open(&global.root).with_context(|| {
-        format!("opening the network store under {}", global.root.display())
-    })?;
+    let manager = NetworkManager::open(&global.root)
+        .with_context(|| format!("opening the network store under {}", global.root.display()))?;
     match command {
         NetworkCommand::Create(args) => create(&manager, args),
         NetworkCommand::Ls(args) => list(&manager, args),
@@ -219,19 +218,19 @@ fn ipam_request(args: &CreateArgs) -> Result<Option<IpamRequest>, NetworkCliErro
         }
         return Ok(None);
     };
-    let invalid = |flag: &'static str, value: &str, reason: String| {
-        NetworkCliError::InvalidAddress {
+    let invalid =
+        |flag: &'static str, value: &str, reason: String| NetworkCliError::InvalidAddress {
             network: network.clone(),
             flag,
             value: value.to_string(),
             reason,
-        }
-    };
-    let subnet: Subnet = subnet
-        .parse()
-        .map_err(|e: rcompose_runtime::network::ipam::SubnetParseError| {
-            invalid("subnet", subnet, e.to_string())
-        })?;
+        };
+    let subnet: Subnet =
+        subnet
+            .parse()
+            .map_err(|e: rcompose_runtime::network::ipam::SubnetParseError| {
+                invalid("subnet", subnet, e.to_string())
+            })?;
     let gateway = match &args.gateway {
         Some(text) => Some(
             text.parse::<Ipv4Addr>()
@@ -799,7 +798,10 @@ mod tests {
         assert_eq!(container["MacAddress"], "02:42:0a:d5:09:02");
         let endpoint_id = container["EndpointID"].as_str().unwrap();
         assert_eq!(endpoint_id.len(), 64);
-        assert_eq!(endpoint_id, inspect_json(&network)["Containers"]["c0ffee"]["EndpointID"]);
+        assert_eq!(
+            endpoint_id,
+            inspect_json(&network)["Containers"]["c0ffee"]["EndpointID"]
+        );
         assert_eq!(
             doc["Options"],
             serde_json::json!({"com.docker.network.driver.mtu": "1400"})
@@ -887,9 +889,15 @@ mod tests {
             "network n: every ip-range or gateway must have a corresponding subnet"
         );
         let subnet = error(&["--subnet", "10.0.0.0", "n"]);
-        assert!(subnet.starts_with("network n: invalid --subnet \"10.0.0.0\""), "{subnet}");
+        assert!(
+            subnet.starts_with("network n: invalid --subnet \"10.0.0.0\""),
+            "{subnet}"
+        );
         let gateway = error(&["--subnet", "10.0.0.0/24", "--gateway", "x", "n"]);
-        assert!(gateway.starts_with("network n: invalid --gateway \"x\""), "{gateway}");
+        assert!(
+            gateway.starts_with("network n: invalid --gateway \"x\""),
+            "{gateway}"
+        );
         assert_eq!(
             error(&["-o", "com.docker.network.bridge.name=br0", "n"]),
             "network n: driver option \"com.docker.network.bridge.name\" is not supported by the embedded bridge driver (only com.docker.network.driver.mtu)"
@@ -905,16 +913,29 @@ mod tests {
     fn list_filters_combine_like_dockers() {
         let mut labelled = record("demo_default", ID);
         labelled.labels = [("com.docker.compose.project".into(), "demo".into())].into();
-        let used = connected(record("demo_back", &ID.replace('3', "4")), "c1", "demo-db-1");
+        let used = connected(
+            record("demo_back", &ID.replace('3', "4")),
+            "c1",
+            "demo-db-1",
+        );
         let matches = |terms: &[&str], network: &NetworkRecord| {
             ListFilter::parse(&strings(terms)).unwrap().matches(network)
         };
-        assert!(matches(&["label=com.docker.compose.project=demo"], &labelled));
-        assert!(!matches(&["label=com.docker.compose.project=other"], &labelled));
+        assert!(matches(
+            &["label=com.docker.compose.project=demo"],
+            &labelled
+        ));
+        assert!(!matches(
+            &["label=com.docker.compose.project=other"],
+            &labelled
+        ));
         assert!(!matches(&["label!=com.docker.compose.project"], &labelled));
         assert!(matches(&["name=other", "name=default"], &labelled));
         assert!(!matches(&["name=default", "driver=macvlan"], &labelled));
-        assert!(matches(&["driver=bridge", "scope=local", "type=custom"], &labelled));
+        assert!(matches(
+            &["driver=bridge", "scope=local", "type=custom"],
+            &labelled
+        ));
         assert!(!matches(&["type=builtin"], &labelled));
         assert!(matches(&["id=3f5e0c"], &labelled));
         assert!(matches(&["dangling=true"], &labelled));

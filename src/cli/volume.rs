@@ -358,5 +358,4 @@ mod tests {
         assert!(parse_list_filters(&["dangling=maybe".into()]).is_err());
         assert!(parse_list_filters(&["label".into()]).is_err());
     }
-
 }
