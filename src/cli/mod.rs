@@ -3,8 +3,10 @@
 //! This is the binary's edge, so errors are `anyhow` here; the library stages below keep
 //! their typed errors and this layer only adds context and picks the exit code.
 
+mod common;
 mod config;
 mod image;
+mod network;
 mod version;
 mod volume;
 
@@ -98,6 +100,9 @@ pub enum Command {
     /// Manage the embedded engine's images
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Manage the embedded engine's networks
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
     /// Show the rcompose version information
     Version(version::VersionArgs),
     /// Manage the embedded engine's volumes
@@ -114,6 +119,7 @@ pub fn run() -> u8 {
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.global, args),
         Command::Image(command) => image::run(&cli.global, command),
+        Command::Network(command) => network::run(&cli.global, command),
         Command::Version(args) => version::run(args),
         Command::Volume(command) => volume::run(&cli.global, command),
         Command::Volumes(args) => volume::run_project(&cli.global, args),

@@ -5,12 +5,14 @@
 //! `-f` is the global `--file`, so force is `--force` only (as for `image rm`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context};
-use clap::{Subcommand, ValueEnum};
+use clap::Subcommand;
 use rcompose_runtime::volume::{LabelFilter, Volume, VolumeFilter, VolumeStore};
 
+use super::common::{
+    confirm, key_values, label_filter, parse_bool_filter, split_filter, ListFormat,
+};
 use super::{GlobalOptions, EXIT_FAILURE};
 use crate::project::loader::{self, LoadSettings};
 use crate::ui;
@@ -77,12 +79,6 @@ pub struct ListArgs {
     filters: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ListFormat {
-    Table,
-    Json,
-}
-
 pub fn run(global: &GlobalOptions, command: &VolumeCommand) -> anyhow::Result<u8> {
     let store = open_store(global)?;
     match command {
@@ -128,18 +124,6 @@ fn project_label(project: &str) -> LabelFilter {
     LabelFilter::parse(&format!("{PROJECT_LABEL}={project}"), false)
 }
 
-fn key_values(pairs: &[String], what: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    pairs
-        .iter()
-        .map(|pair| match pair.split_once('=') {
-            Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-            // Docker takes a bare label as an empty value.
-            None if what == "label" && !pair.is_empty() => Ok((pair.clone(), String::new())),
-            _ => bail!("invalid {what} {pair:?}: expected KEY=VALUE"),
-        })
-        .collect()
-}
-
 fn create(
     store: &VolumeStore,
     name: Option<&str>,
@@ -166,9 +150,11 @@ fn parse_list_filters(filters: &[String]) -> anyhow::Result<VolumeFilter> {
     let mut filter = VolumeFilter::default();
     for term in filters {
         let (key, value) = split_filter(term)?;
+        if let Some(label) = label_filter(key, value) {
+            filter.labels.push(label);
+            continue;
+        }
         match key {
-            "label" => filter.labels.push(LabelFilter::parse(value, false)),
-            "label!" => filter.labels.push(LabelFilter::parse(value, true)),
             "dangling" => filter.dangling = Some(parse_bool_filter(term, value)?),
             "name" => filter.name = Some(value.to_string()),
             "driver" => filter.driver = Some(value.to_string()),
@@ -176,19 +162,6 @@ fn parse_list_filters(filters: &[String]) -> anyhow::Result<VolumeFilter> {
         }
     }
     Ok(filter)
-}
-
-fn split_filter(term: &str) -> anyhow::Result<(&str, &str)> {
-    term.split_once('=')
-        .with_context(|| format!("bad format of filter (expected name=value): {term}"))
-}
-
-fn parse_bool_filter(term: &str, value: &str) -> anyhow::Result<bool> {
-    match value.to_ascii_lowercase().as_str() {
-        "true" | "1" => Ok(true),
-        "false" | "0" => Ok(false),
-        _ => bail!("invalid filter {term:?}: expected true or false"),
-    }
 }
 
 fn list(store: &VolumeStore, filter: &VolumeFilter, args: &ListArgs) -> anyhow::Result<u8> {
@@ -295,9 +268,11 @@ fn prune(store: &VolumeStore, all: bool, force: bool, filters: &[String]) -> any
     let mut all = all;
     for term in filters {
         let (key, value) = split_filter(term)?;
+        if let Some(label) = label_filter(key, value) {
+            filter.labels.push(label);
+            continue;
+        }
         match key {
-            "label" => filter.labels.push(LabelFilter::parse(value, false)),
-            "label!" => filter.labels.push(LabelFilter::parse(value, true)),
             "all" => all = parse_bool_filter(term, value)?,
             _ => bail!("invalid filter '{key}'"),
         }
@@ -325,22 +300,6 @@ fn prune(store: &VolumeStore, all: bool, force: bool, filters: &[String]) -> any
         docker_human_size(report.reclaimed_bytes)
     );
     Ok(0)
-}
-
-/// Asks on stderr, reads one line of stdin; only "y"/"yes" agree.
-fn confirm(question: &str) -> anyhow::Result<bool> {
-    let mut stderr = std::io::stderr();
-    write!(stderr, "{question}")?;
-    stderr.flush()?;
-    let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer)?;
-    if !std::io::stdin().is_terminal() {
-        eprintln!();
-    }
-    Ok(matches!(
-        answer.trim().to_ascii_lowercase().as_str(),
-        "y" | "yes"
-    ))
 }
 
 /// Docker's `units.HumanSize`: decimal units, four significant digits, no trailing zeros.
@@ -398,14 +357,5 @@ mod tests {
         assert_eq!(err.to_string(), "invalid filter 'colour'");
         assert!(parse_list_filters(&["dangling=maybe".into()]).is_err());
         assert!(parse_list_filters(&["label".into()]).is_err());
-    }
-
-    #[test]
-    fn options_need_a_key() {
-        assert!(key_values(&["=x".into()], "option").is_err());
-        assert!(key_values(&["type".into()], "option").is_err());
-        let labels = key_values(&["a=b=c".into(), "flag".into()], "label").unwrap();
-        assert_eq!(labels["a"], "b=c");
-        assert_eq!(labels["flag"], "");
     }
 }

@@ -2,7 +2,7 @@
 //! firewall), connect a container's namespace to it (address, veth, routes,
 //! published ports), and take it all down again.
 //!
-//! Each network is a JSON record under `<state_root>/networks/<name>.json`,
+//! Each network is a JSON record under `<state_root>/networks/<name>.network.json`,
 //! holding its bridge, subnet and one endpoint per connected container, so any
 //! process (a new supervisor, `network ls`) sees the same state. Changes are
 //! made under one lock file. Every kernel object lives in the calling thread's
@@ -28,6 +28,9 @@ use crate::lock::{lock_file, LockGuard, LockKind};
 
 const NETWORKS_DIR: &str = "networks";
 const LOCK_FILE: &str = "networks.lock";
+/// Records share their directory with IPAM's `ipam.json`; their own suffix keeps a
+/// network named `ipam` from overwriting it and `list` from reading it as a network.
+const RECORD_SUFFIX: &str = ".network.json";
 
 #[derive(Debug, Error)]
 pub enum NetworkError {
@@ -265,7 +268,7 @@ impl NetworkManager {
             .flatten()
             .filter_map(|e| {
                 let file = e.file_name().into_string().ok()?;
-                file.strip_suffix(".json").map(str::to_string)
+                file.strip_suffix(RECORD_SUFFIX).map(str::to_string)
             })
             .filter(|name| validate_name(name).is_ok())
             .collect();
@@ -496,7 +499,7 @@ impl NetworkManager {
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
-        self.dir.join(format!("{name}.json"))
+        self.dir.join(format!("{name}{RECORD_SUFFIX}"))
     }
 
     fn load(&self, name: &str) -> Result<Option<NetworkRecord>, NetworkError> {
@@ -667,6 +670,16 @@ mod tests {
             "network ghost not found"
         );
         assert!(manager.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn ipams_state_file_is_not_a_network() {
+        let tmp = tempfile::tempdir().unwrap();
+        let manager = NetworkManager::open(tmp.path()).unwrap();
+        manager.ipam.allocate_subnet("x").unwrap();
+        assert!(manager.ipam.state_path().exists());
+        assert!(manager.list().unwrap().is_empty());
+        assert_ne!(manager.record_path("ipam"), manager.ipam.state_path());
     }
 
     #[test]

@@ -156,7 +156,8 @@ impl LabelFilter {
         LabelFilter { key, value, negate }
     }
 
-    fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+    /// Whether a label set passes this term (a `label!=` term passes what lacks the label).
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         let found = match (labels.get(&self.key), &self.value) {
             (Some(have), Some(want)) => have == want,
             (Some(_), None) => true,
