@@ -1191,3 +1191,240 @@ pub(crate) mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod engine_tests {
+    use super::tests::project;
+    use super::*;
+
+    fn engine(root: &Path) -> NativeEngine {
+        NativeEngine::open(root, Path::new("/bin/false")).expect("opening a fresh root")
+    }
+
+    #[test]
+    fn replicas_are_named_like_compose() {
+        let p = project(
+            "services:\n  web:\n    image: busybox\n  db:\n    image: busybox\n    container_name: the-db\n",
+        );
+        assert_eq!(
+            container_name(&p, "web", &p.services["web"], 2),
+            "demo-web-2"
+        );
+        assert_eq!(container_name(&p, "db", &p.services["db"], 1), "the-db");
+    }
+
+    #[test]
+    fn networks_join_by_priority_then_name_with_the_service_alias() {
+        let p = project(
+            "services:\n  web:\n    image: busybox\n    networks:\n      zeta: {}\n      alpha:\n        aliases: [site]\n        ipv4_address: 10.213.30.5\n      back:\n        priority: 10\nnetworks:\n  zeta: {}\n  alpha:\n    ipam: {config: [{subnet: 10.213.30.0/24}]}\n  back: {name: backend}\n",
+        );
+        let attachments = network_attachments(&p, "web", &p.services["web"]).unwrap();
+        let names: Vec<&str> = attachments.iter().map(|a| a.network.as_str()).collect();
+        assert_eq!(names, ["backend", "demo_alpha", "demo_zeta"]);
+        assert_eq!(attachments[1].aliases, ["web", "site"]);
+        assert_eq!(
+            attachments[1].ipv4_address,
+            Some(Ipv4Addr::new(10, 213, 30, 5))
+        );
+        assert_eq!(attachments[0].aliases, ["web"]);
+    }
+
+    #[test]
+    fn network_modes() {
+        let p = project(
+            "services:\n  a:\n    image: busybox\n    network_mode: none\n  b:\n    image: busybox\n    network_mode: host\n  c:\n    image: busybox\n    network_mode: service:a\n  d:\n    image: busybox\n    network_mode: bridge\n",
+        );
+        let mode = |name: &str| networking(&p, name, &p.services[name]);
+        assert!(matches!(mode("a"), Ok(Networking::Sandbox(n)) if n.is_empty()));
+        assert!(matches!(mode("b"), Ok(Networking::Host)));
+        assert!(matches!(mode("c"), Ok(Networking::Shared)));
+        let err = mode("d").err().expect("bridge is Docker's own network");
+        assert!(err
+            .to_string()
+            .starts_with("service d: network_mode: \"bridge\" is not supported"));
+    }
+
+    #[test]
+    fn dns_extra_hosts_and_logging_options() {
+        let p = project(
+            "services:\n  web:\n    image: busybox\n    dns: [1.1.1.1]\n    dns_search: [corp]\n    extra_hosts: ['db=10.0.0.9', 'gw=host-gateway']\n    logging:\n      driver: json-file\n      options: {max-size: 1m, max-file: '3'}\n  bad:\n    image: busybox\n    dns: [resolver]\n    logging:\n      options: {max-size: huge}\n  other:\n    image: busybox\n    logging: {driver: syslog}\n",
+        );
+        let web = &p.services["web"];
+        let dns = dns_settings("web", web).unwrap();
+        assert_eq!(dns.dns, vec![IpAddr::V4(Ipv4Addr::new(1, 1, 1, 1))]);
+        assert_eq!(dns.dns_search, ["corp"]);
+        let hosts = extra_hosts("web", web).unwrap();
+        assert_eq!(hosts.len(), 2);
+        assert_eq!(hosts[0].hostname, "db");
+        let (options, warnings) = log_options("web", web).unwrap();
+        assert_eq!((options.max_size, options.max_file), (Some(1_000_000), 3));
+        assert!(warnings.is_empty());
+
+        let bad = &p.services["bad"];
+        assert_eq!(
+            dns_settings("bad", bad).unwrap_err().to_string(),
+            "service bad: dns: \"resolver\" is not an IP address"
+        );
+        assert!(log_options("bad", bad)
+            .unwrap_err()
+            .to_string()
+            .starts_with("service bad: logging.options: "));
+        let (_, warnings) = log_options("other", &p.services["other"]).unwrap();
+        assert_eq!(
+            warnings,
+            ["service other: logging.driver \"syslog\" is not supported by the embedded engine, which writes json-file logs"]
+        );
+    }
+
+    #[test]
+    fn runtime_states_read_as_compose_states() {
+        let exited = ExitStatus {
+            code: 3,
+            oom_kills: 0,
+        };
+        assert_eq!(
+            observed_state(State::Stopped, Some(exited)),
+            ContainerState::Exited { exit_code: 3 }
+        );
+        assert_eq!(
+            observed_state(State::Stopped, None),
+            ContainerState::Created
+        );
+        assert_eq!(
+            observed_state(State::Running, None),
+            ContainerState::Running
+        );
+    }
+
+    #[test]
+    fn check_reports_every_problem_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let missing = root.path().join("missing");
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = squatter.local_addr().unwrap().port();
+        let yaml = format!(
+            "services:\n  web:\n    image: nosuch:1\n    ports: ['127.0.0.1:{port}:80']\n    volumes:\n      - type: bind\n        source: {}\n        target: /data\n        bind: {{create_host_path: false}}\n      - {}/file/below:/below\n    networks: [shared]\n  api:\n    image: nosuch:1\nnetworks:\n  shared: {{external: true, name: corp}}\nvolumes:\n  keep: {{external: true}}\n",
+            missing.display(),
+            root.path().display(),
+        );
+        fs::write(root.path().join("file"), "not a directory").unwrap();
+        let p = project(&yaml);
+        let engine = engine(root.path());
+        let err = engine
+            .check_project(&p, &["web".into(), "api".into(), "ghost".into()])
+            .unwrap_err();
+        let NativeError::Check(problems) = &err else {
+            panic!("a check error expected: {err}");
+        };
+        let expected_starts = [
+            "network shared declared as external, but network corp could not be found",
+            "volume keep declared as external, but volume keep could not be found",
+            "service web: image nosuch:1 not found; pull it or load it",
+            &format!("service web: volumes.0: bind source {} does not exist", missing.display()),
+            &format!("service web: volumes.1: bind source {}/file/below cannot be created: {}/file is not a directory", root.path().display(), root.path().display()),
+            &format!("service web: ports: "),
+            "service api: image nosuch:1 not found",
+            "no such service: ghost",
+        ];
+        assert_eq!(problems.len(), expected_starts.len(), "{problems:#?}");
+        for (problem, start) in problems.iter().zip(expected_starts) {
+            assert!(
+                problem.starts_with(start),
+                "{problem:?} should start with {start:?}"
+            );
+        }
+        assert!(problems[5].contains(&port.to_string()), "{}", problems[5]);
+        assert!(err
+            .to_string()
+            .starts_with("the project cannot be started:\n  - network shared"));
+    }
+
+    #[test]
+    fn two_services_on_one_host_port_clash_in_the_check() {
+        let root = tempfile::tempdir().unwrap();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let p = project(&format!(
+            "services:\n  a:\n    image: x\n    ports: ['127.0.0.1:{port}:80']\n  b:\n    image: x\n    ports: ['127.0.0.1:{port}:80']\n"
+        ));
+        let NativeError::Check(problems) = engine(root.path()).check_project(&p, &[]).unwrap_err()
+        else {
+            panic!("a check error expected");
+        };
+        let port_problems: Vec<&String> =
+            problems.iter().filter(|p| p.contains("ports:")).collect();
+        assert_eq!(port_problems.len(), 1, "{problems:#?}");
+        assert!(port_problems[0].starts_with("service b: ports: "));
+    }
+
+    #[test]
+    fn a_missing_image_fails_the_create_and_leaves_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let p = project("services:\n  web:\n    image: busybox\n");
+        let mut engine = engine(root.path());
+        let err = engine
+            .create_container(&p, "web", 1, &Labels::new())
+            .err()
+            .expect("no image in an empty store");
+        assert_eq!(
+            err.to_string(),
+            "service web: image busybox not found; pull it or load it"
+        );
+        assert!(!record_dir(root.path(), "demo-web-1").exists());
+        assert!(!engine.runtime().container_dir("demo-web-1").exists());
+        let err = engine
+            .create_container(&p, "nope", 1, &Labels::new())
+            .err()
+            .expect("unknown service");
+        assert_eq!(err.to_string(), "no such service: nope");
+    }
+
+    #[test]
+    fn a_name_taken_by_another_container_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let p = project("services:\n  web:\n    image: busybox\n");
+        let mut engine = engine(root.path());
+        fs::create_dir_all(engine.runtime().container_dir("demo-web-1")).unwrap();
+        let err = engine
+            .create_container(&p, "web", 1, &Labels::new())
+            .err()
+            .expect("the name is taken");
+        assert_eq!(
+            err.to_string(),
+            "container name demo-web-1 is already in use: remove that container or choose another name"
+        );
+        // The other container is left alone.
+        assert!(engine.runtime().container_dir("demo-web-1").exists());
+        assert!(engine.list("demo").unwrap().is_empty());
+    }
+
+    #[test]
+    fn external_resources_must_exist_and_volumes_are_created_once() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = engine(root.path());
+        let p = project(
+            "services:\n  web:\n    image: busybox\n    network_mode: none\n    volumes: [data:/data, old:/old]\nvolumes:\n  data: {}\n  old: {external: true}\n",
+        );
+        assert_eq!(
+            engine.ensure_volumes(&p).unwrap_err().to_string(),
+            "volume old declared as external, but volume old could not be found: create it first"
+        );
+        engine
+            .volume_store()
+            .create("old", &Default::default(), &Default::default())
+            .unwrap();
+        assert_eq!(engine.ensure_volumes(&p).unwrap(), ["demo_data", "old"]);
+        assert_eq!(engine.ensure_volumes(&p).unwrap(), ["demo_data", "old"]);
+        let data = engine.volume_store().inspect("demo_data").unwrap();
+        assert_eq!(data.labels[labels::VOLUME], "data");
+        engine.remove_volume("demo_data").unwrap();
+        let p = project(
+            "services:\n  web:\n    image: busybox\n    networks: [ext]\nnetworks:\n  ext: {external: true, name: corp-net}\n",
+        );
+        assert_eq!(
+            engine.ensure_networks(&p).unwrap_err().to_string(),
+            "network ext declared as external, but network corp-net could not be found: create it first"
+        );
+    }
+}
