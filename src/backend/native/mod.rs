@@ -72,7 +72,7 @@ pub enum NativeError {
         service: String,
         image: String,
         #[source]
-        source: StoreError,
+        source: Box<StoreError>,
     },
     #[error("service {service}: {key}: {message}")]
     InvalidPort {
@@ -109,20 +109,20 @@ pub enum NativeError {
     #[error("container name {name} is already in use{owner}: remove that container or choose another name")]
     NameInUse { name: String, owner: String },
     #[error(transparent)]
-    Translate(#[from] TranslateError),
+    Translate(#[from] Box<TranslateError>),
     #[error(transparent)]
-    Network(#[from] NetworkError),
+    Network(#[from] Box<NetworkError>),
     #[error(transparent)]
-    Volume(#[from] VolumeError),
+    Volume(#[from] Box<VolumeError>),
     #[error("service {service}: container {container}: networking: {source}")]
     Sandbox {
         service: String,
         container: String,
         #[source]
-        source: NetworkError,
+        source: Box<NetworkError>,
     },
     #[error(transparent)]
-    Lifecycle(#[from] LifecycleError),
+    Lifecycle(#[from] Box<LifecycleError>),
     #[error("container {container}: {action}: {source}")]
     Io {
         container: String,
@@ -144,6 +144,24 @@ pub enum NativeError {
         errors: Vec<String>,
     },
 }
+
+/// `?` on the runtime's errors, which are boxed to keep `NativeError` small.
+macro_rules! boxed_from {
+    ($($source:ty => $variant:ident),*) => {$(
+        impl From<$source> for NativeError {
+            fn from(err: $source) -> Self {
+                NativeError::$variant(Box::new(err))
+            }
+        }
+    )*};
+}
+
+boxed_from!(
+    TranslateError => Translate,
+    NetworkError => Network,
+    VolumeError => Volume,
+    LifecycleError => Lifecycle
+);
 
 fn bullet_list(items: &[String]) -> String {
     items.iter().map(|item| format!("\n  - {item}")).collect()
@@ -213,7 +231,7 @@ impl NativeEngine {
         let images = Store::open(&images_dir).map_err(|source| NativeError::Image {
             service: String::new(),
             image: images_dir.display().to_string(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(NativeEngine {
             root: root.to_path_buf(),
@@ -373,7 +391,7 @@ impl NativeEngine {
         let store_error = |source| NativeError::Image {
             service: service_name.to_owned(),
             image: service.image.clone(),
-            source,
+            source: Box::new(source),
         };
         let image_config = self.images.config(&image).map_err(store_error)?;
         let layers = self.images.layer_dirs(&image).map_err(store_error)?;
@@ -443,7 +461,7 @@ impl NativeEngine {
                     NativeError::Sandbox {
                         service: service_name.to_owned(),
                         container: id.clone(),
-                        source,
+                        source: Box::new(source),
                     }
                 })?;
                 config.namespaces.network = NamespaceMode::Join(made.netns_path().to_path_buf());
@@ -622,7 +640,7 @@ impl NativeEngine {
         let store_error = |source| NativeError::Image {
             service: service_name.to_owned(),
             image: service.image.clone(),
-            source,
+            source: Box::new(source),
         };
         match self.images.resolve(&service.image) {
             Ok(image) => Ok(image),
@@ -1322,7 +1340,7 @@ mod engine_tests {
             "service web: image nosuch:1 not found; pull it or load it",
             &format!("service web: volumes.0: bind source {} does not exist", missing.display()),
             &format!("service web: volumes.1: bind source {}/file/below cannot be created: {}/file is not a directory", root.path().display(), root.path().display()),
-            &format!("service web: ports: "),
+            "service web: ports: ",
             "service api: image nosuch:1 not found",
             "no such service: ghost",
         ];

@@ -264,7 +264,9 @@ mod tests {
             ..binding
         };
         let probed = probe("web", &single).expect("a fixed port is probed");
-        let message = probed.err().expect("the port is taken");
+        let Err(message) = probed else {
+            panic!("the port is taken");
+        };
         assert!(message.starts_with("service web: ports: "), "{message}");
         assert!(message.contains(&busy.to_string()), "{message}");
     }
