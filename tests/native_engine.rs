@@ -1,0 +1,494 @@
+//! The native engine end to end (needs root, cgroups, overlayfs, nftables): a
+//! two-service project loaded from YAML by the real loader, its network created, both
+//! containers created and started, the client reaching the web service by name, the
+//! published port answering on 127.0.0.1, then everything removed and nothing left.
+//!
+//! As runtime/tests/network_run.rs: busybox is fetched first (that needs the host's
+//! network), then the whole process moves into a throwaway network namespace before
+//! any thread exists, so bridges, veths and nftables rules never touch the host's. Its
+//! own `main` (`harness = false`): the runtime helper is this binary re-executed.
+
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rcompose::backend::native::{CreatedContainer, NativeEngine};
+use rcompose::orchestrator::labels::{ContainerLabels, ProjectLabels};
+use rcompose::orchestrator::plan::ContainerState;
+use rcompose::project::discover::{ConfigSource, Environment, ProjectInputs};
+use rcompose::project::loader::{load, LoadSettings};
+use rcompose::project::model::Project;
+use rcompose_runtime::container::helper;
+use rcompose_runtime::container::rootfs::mount_points;
+use rcompose_runtime::image::import::import;
+use rcompose_runtime::image::reference::Reference;
+use rcompose_runtime::image::store::Store;
+use rcompose_runtime::logs::{LogReader, ReadOptions};
+use rcompose_runtime::network::dns::{DnsRegistry, DnsServer, DnsServerConfig};
+
+const PROJECT: &str = "nativee2e";
+
+const COMPOSE: &str = r#"
+services:
+  web:
+    image: busybox
+    command: ["nc", "-ll", "-p", "80", "-e", "echo", "hi"]
+    ports: ["18080:80"]
+  client:
+    image: busybox
+    command:
+      - sh
+      - -c
+      - "for i in $$(seq 50); do nc web 80 </dev/null && break; sleep 0.2; done; sleep 30"
+"#;
+
+fn main() {
+    helper::maybe_run();
+    if !is_root() {
+        println!("native_engine: skipped, needs root");
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("rcompose-native-test")
+        .tempdir()
+        .unwrap_or_else(|err| panic!("creating a temp dir: {err}"));
+    let root = work.path().join("root");
+    if let Err(reason) = import_busybox(work.path(), &root) {
+        println!("native_engine: skipped, no busybox image: {reason}");
+        return;
+    }
+    if let Err(err) = enter_throwaway_netns() {
+        println!("native_engine: skipped, cannot create a network namespace: {err}");
+        return;
+    }
+    let result = up_and_down(&root);
+    let cleanup = release_netns_dir(&root).and_then(|()| nothing_mounted_under(work.path()));
+    drop(work);
+    match (result, cleanup) {
+        (Ok(()), Ok(())) => println!("test up_and_down_leaves_nothing ... ok"),
+        (result, cleanup) => {
+            for err in [result.err(), cleanup.err()].into_iter().flatten() {
+                println!("test up_and_down_leaves_nothing ... FAILED: {err}");
+            }
+            std::process::exit(1);
+        }
+    }
+}
+
+fn up_and_down(root: &Path) -> Result<(), String> {
+    let project = load_project()?;
+    let mut engine =
+        NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
+    engine
+        .check_project(&project, &[])
+        .map_err(|e| e.to_string())?;
+    let networks = engine
+        .ensure_networks(&project)
+        .map_err(|e| e.to_string())?;
+    engine.ensure_volumes(&project).map_err(|e| e.to_string())?;
+    let names: Vec<&str> = networks.iter().map(|n| n.name.as_str()).collect();
+    check_eq(&names, &vec!["nativee2e_default"], "networks")?;
+
+    // What the supervisor does: a DNS server per network, fed the containers' records.
+    let registry = Arc::new(DnsRegistry::new());
+    let dns_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut servers = Vec::new();
+    for network in &networks {
+        let config = DnsServerConfig::new(&network.name, network.gateway, Vec::new());
+        let server = DnsServer::start(config, registry.clone(), dns_runtime.handle())
+            .map_err(|e| e.to_string())?;
+        servers.push(server);
+    }
+
+    let outcome = run_both(&mut engine, &project, &registry);
+    let mut errors: Vec<String> = outcome.err().into_iter().collect();
+    for id in ["nativee2e-client-1", "nativee2e-web-1"] {
+        let _ = engine.stop(id, Some(Duration::from_secs(1)));
+        if let Err(err) = engine.remove(id) {
+            errors.push(err.to_string());
+        }
+        registry.remove_container(id);
+    }
+    for server in servers {
+        server.stop();
+    }
+    for network in &networks {
+        registry.remove_network(&network.name);
+        if let Err(err) = engine.remove_network(&network.name) {
+            errors.push(err.to_string());
+        }
+    }
+    if errors.is_empty() {
+        errors.extend(leftovers(&engine, root).err());
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+fn run_both(
+    engine: &mut NativeEngine,
+    project: &Project,
+    registry: &DnsRegistry,
+) -> Result<(), String> {
+    let mut created: Vec<CreatedContainer> = Vec::new();
+    for service in ["web", "client"] {
+        let container = create(engine, project, service)?;
+        for (network, record) in container.dns_records() {
+            registry.add(&network, record).map_err(|e| e.to_string())?;
+        }
+        if let Some(resolver) = &container.resolver {
+            registry.set_resolver_options(&container.id, resolver.clone());
+        }
+        engine.start(&container.id).map_err(|e| e.to_string())?;
+        created.push(container);
+    }
+    let web = &created[0];
+    check_eq(
+        &web.id.as_str(),
+        &"nativee2e-web-1",
+        "the web container's id",
+    )?;
+    check_eq(&web.reservations.len(), &1, "web's port reservations")?;
+    let aliases = &web.endpoints[0].1.aliases;
+    check_eq(aliases, &vec!["web".to_string()], "web's aliases")?;
+
+    eventually(|| {
+        let log = log_text(engine, "nativee2e-client-1")?;
+        if log.contains("hi") {
+            Ok(())
+        } else {
+            Err(format!("the client's log has no answer from web: {log:?}"))
+        }
+    })?;
+    let answer = eventually(|| tcp_read("127.0.0.1:18080".parse().expect("an address")))?;
+    check_eq(&answer.as_str(), &"hi\n", "127.0.0.1:18080")?;
+
+    let mut observed: Vec<(String, String, ContainerState)> = engine
+        .list(PROJECT)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|c| (c.name, c.service, c.state))
+        .collect();
+    observed.sort_by(|a, b| a.0.cmp(&b.0));
+    check_eq(
+        &observed,
+        &vec![
+            (
+                "nativee2e-client-1".into(),
+                "client".into(),
+                ContainerState::Running,
+            ),
+            (
+                "nativee2e-web-1".into(),
+                "web".into(),
+                ContainerState::Running,
+            ),
+        ],
+        "the project's containers",
+    )?;
+    check_eq(
+        &engine
+            .list("otherproject")
+            .map_err(|e| e.to_string())?
+            .len(),
+        &0,
+        "another project's containers",
+    )?;
+    // The check now finds the names in use by this project, which is no problem, and
+    // the port held by web's own container, which is not counted.
+    engine
+        .check_project(project, &[])
+        .map_err(|e| format!("checking a running project: {e}"))?;
+    let status = engine
+        .stop("nativee2e-web-1", Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    if status.is_none() {
+        return Err("stopping web reported it was not running".into());
+    }
+    let states: Vec<ContainerState> = engine
+        .list(PROJECT)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|c| c.service == "web")
+        .map(|c| c.state)
+        .collect();
+    if !matches!(states.as_slice(), [ContainerState::Exited { .. }]) {
+        return Err(format!("web after stop: {states:?}"));
+    }
+    Ok(())
+}
+
+fn create(
+    engine: &mut NativeEngine,
+    project: &Project,
+    service: &str,
+) -> Result<CreatedContainer, String> {
+    let project_labels = ProjectLabels {
+        name: project.name.clone(),
+        working_dir: "/tmp".into(),
+        ..ProjectLabels::default()
+    };
+    let definition = &project.services[service];
+    let labels =
+        ContainerLabels::replica(&project_labels, service, definition, "test-hash", 1).build();
+    engine
+        .create_container(project, service, 1, &labels)
+        .map_err(|e| e.to_string())
+}
+
+/// Nothing of the project is left: containers, compose records, namespaces, links,
+/// firewall rules, mounts, the project's cgroup.
+fn leftovers(engine: &NativeEngine, root: &Path) -> Result<(), String> {
+    let containers = engine.runtime().list().map_err(|e| e.to_string())?;
+    check_eq(&containers, &Vec::<String>::new(), "containers left")?;
+    check_eq(
+        &dir_names(&root.join("compose")),
+        &Vec::new(),
+        "compose records left",
+    )?;
+    check_eq(
+        &dir_names(&root.join("netns")),
+        &Vec::new(),
+        "network namespaces left",
+    )?;
+    let links = run_output(Command::new("ip").args(["-o", "link", "show"]))?;
+    let names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n))
+        .collect();
+    check_eq(&names, &vec!["lo"], "links left")?;
+    let ruleset = run_output(Command::new("nft").args(["list", "ruleset"]))?;
+    if ruleset.contains("rc-") || ruleset.contains("18080") {
+        return Err(format!("firewall rules left: {ruleset}"));
+    }
+    // (`NetworkManager::list` would read the IPAM file next to the records as one.)
+    if engine
+        .network_manager()
+        .inspect("nativee2e_default")
+        .is_ok()
+    {
+        return Err("the network record is left".into());
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let containers_dir = root.join("containers");
+    if let Some(point) =
+        mount_points(&mountinfo).find(|p| Path::new(p).starts_with(&containers_dir))
+    {
+        return Err(format!("still mounted: {point}"));
+    }
+    let cgroup = Path::new("/sys/fs/cgroup/rcompose").join(PROJECT);
+    if cgroup.exists() {
+        return Err(format!("the project's cgroup {} is left", cgroup.display()));
+    }
+    Ok(())
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.') && !n.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn load_project() -> Result<Project, String> {
+    let inputs = ProjectInputs {
+        files: vec![ConfigSource::Inline {
+            name: "compose.yaml".into(),
+            content: COMPOSE.into(),
+        }],
+        project_directory: PathBuf::from("/tmp"),
+        explicit_name: Some(PROJECT.into()),
+        profiles: Vec::new(),
+        environment: Environment::new(),
+        shell_environment: Environment::new(),
+        env_files: Vec::new(),
+    };
+    load(&inputs, &LoadSettings::default())
+        .map(|loaded| loaded.project)
+        .map_err(|e| e.to_string())
+}
+
+fn log_text(engine: &NativeEngine, id: &str) -> Result<String, String> {
+    let reader = LogReader::open(engine.runtime().log_path(id), &ReadOptions::default())
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    for record in reader {
+        let record = record.map_err(|e| e.to_string())?;
+        text.push_str(&String::from_utf8_lossy(&record.line));
+    }
+    Ok(text)
+}
+
+fn tcp_read(address: SocketAddr) -> Result<String, String> {
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(1))
+        .map_err(|e| format!("{address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    stream
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{address}: {e}"))?;
+    if text.is_empty() {
+        return Err(format!("{address}: empty answer"));
+    }
+    Ok(text)
+}
+
+/// Retries `check` for up to 15 s (containers start asynchronously).
+fn eventually<T>(mut check: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match check() {
+            Ok(value) => return Ok(value),
+            Err(err) if Instant::now() >= deadline => return Err(err),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
+fn check_eq<T: PartialEq + std::fmt::Debug>(got: &T, want: &T, what: &str) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got:?}, want {want:?}"))
+    }
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn enter_throwaway_netns() -> Result<(), String> {
+    // The process is single-threaded here, so every thread and child started later
+    // (the helper, the monitors, `ip`, `nft`) lives in the new namespace too.
+    // SAFETY: only the network namespace is unshared; no other thread exists.
+    #[allow(unsafe_code)]
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .map_err(|e| e.to_string())?;
+    run_output(Command::new("ip").args(["link", "set", "lo", "up"])).map(|_| ())
+}
+
+fn release_netns_dir(root: &Path) -> Result<(), String> {
+    match rcompose_runtime::network::netns::release_netns_dir(root) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "network namespace files are left in {}",
+            root.display()
+        )),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+fn nothing_mounted_under(dir: &Path) -> Result<(), String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let left = mount_points(&mountinfo).find(|p| Path::new(p).starts_with(dir));
+    match left {
+        Some(point) => Err(format!("still mounted: {point}")),
+        None => Ok(()),
+    }
+}
+
+/// Debian's busybox-static as a one-layer image `busybox:latest` in `<root>/images`,
+/// imported from a rootfs tar as `rcompose image import` does.
+fn import_busybox(work: &Path, root: &Path) -> Result<(), String> {
+    let download = work.join("deb");
+    fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    run_output(
+        Command::new("apt-get")
+            .args(["download", "-q", "busybox-static"])
+            .current_dir(&download),
+    )?;
+    let deb = fs::read_dir(&download)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download left no .deb")?;
+    let unpacked = work.join("unpacked");
+    run_output(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
+    let busybox = unpacked.join("bin/busybox");
+    let applets = run_output(Command::new(&busybox).arg("--list"))?;
+    let mut tar = tar::Builder::new(Vec::new());
+    let add_dir = |tar: &mut tar::Builder<Vec<u8>>, path: &str| {
+        let mut header = tar_header(tar::EntryType::Directory, 0o755, 0);
+        tar.append_data(&mut header, path, std::io::empty())
+    };
+    let add_file = |tar: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8], mode: u32| {
+        let mut header = tar_header(tar::EntryType::Regular, mode, data.len() as u64);
+        tar.append_data(&mut header, path, data)
+    };
+    let build = |tar: &mut tar::Builder<Vec<u8>>| -> std::io::Result<()> {
+        for dir in ["bin", "dev", "etc", "proc", "sys", "tmp", "root"] {
+            add_dir(tar, dir)?;
+        }
+        add_file(tar, "bin/busybox", &fs::read(&busybox)?, 0o755)?;
+        for applet in applets.lines().filter(|a| *a != "busybox") {
+            let mut header = tar_header(tar::EntryType::Symlink, 0o777, 0);
+            tar.append_link(&mut header, format!("bin/{applet}"), "busybox")?;
+        }
+        add_file(tar, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+        add_file(tar, "etc/group", b"root:x:0:\n", 0o644)
+    };
+    build(&mut tar).map_err(|e| format!("building the rootfs tar: {e}"))?;
+    let bytes = tar.into_inner().map_err(|e| e.to_string())?;
+    let store = Store::open(root.join("images")).map_err(|e| e.to_string())?;
+    let reference = Reference::parse("busybox:latest").map_err(|e| e.to_string())?;
+    import(
+        &store,
+        &bytes[..],
+        Some(&reference),
+        &["ENV PATH=/bin".to_string()],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// A root-owned entry.
+fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header
+}
+
+fn run_output(command: &mut Command) -> Result<String, String> {
+    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{command:?}: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
