@@ -10,4 +10,5 @@ pub mod cli;
 pub mod graph;
 pub mod orchestrator;
 pub mod project;
+pub mod supervisor;
 pub mod ui;

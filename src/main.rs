@@ -9,5 +9,7 @@ fn main() -> std::process::ExitCode {
     // Before anything else (before any thread exists): when started as the
     // container runtime's helper, this serves it and never returns.
     rcompose_runtime::container::helper::maybe_run();
+    // Likewise when started as a project's supervisor.
+    rcompose::supervisor::maybe_run();
     std::process::ExitCode::from(rcompose::cli::run())
 }

@@ -1,7 +1,10 @@
-//! The native engine end to end (needs root, cgroups, overlayfs, nftables): a
-//! two-service project loaded from YAML by the real loader, its network created, both
-//! containers created and started, the client reaching the web service by name, the
-//! published port answering on 127.0.0.1, then everything removed and nothing left.
+//! The native engine and the project supervisor end to end (needs root, cgroups,
+//! overlayfs, nftables): a project loaded from YAML by the real loader, its network
+//! created, its containers created and started, the supervisor started for it (DNS,
+//! port reservations, restart policies): the client reaches the web service by name,
+//! the published port answers on 127.0.0.1, an `on-failure:2` service is restarted
+//! twice, a supervisor killed with SIGKILL is replaced without loss; then everything
+//! removed, the supervisor gone by itself, and nothing left.
 //!
 //! As runtime/tests/network_run.rs: busybox is fetched first (that needs the host's
 //! network), then the whole process moves into a throwaway network namespace before
@@ -13,7 +16,6 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rcompose::backend::native::{CreatedContainer, NativeEngine};
@@ -23,12 +25,12 @@ use rcompose::project::discover::{ConfigSource, Environment, ProjectInputs};
 use rcompose::project::loader::{load, LoadSettings};
 use rcompose::project::model::Project;
 use rcompose_runtime::container::helper;
+use rcompose_runtime::container::lifecycle::ExecOptions;
 use rcompose_runtime::container::rootfs::mount_points;
 use rcompose_runtime::image::import::import;
 use rcompose_runtime::image::reference::Reference;
 use rcompose_runtime::image::store::Store;
 use rcompose_runtime::logs::{LogReader, ReadOptions};
-use rcompose_runtime::network::dns::{DnsRegistry, DnsServer, DnsServerConfig};
 
 const PROJECT: &str = "nativee2e";
 
@@ -44,10 +46,17 @@ services:
       - sh
       - -c
       - "for i in $$(seq 50); do nc web 80 </dev/null && break; sleep 0.2; done; sleep 30"
+  flaky:
+    image: busybox
+    command: ["sh", "-c", "echo run; exit 3"]
+    restart: on-failure:2
 "#;
+
+const CONTAINERS: [&str; 3] = ["nativee2e-client-1", "nativee2e-web-1", "nativee2e-flaky-1"];
 
 fn main() {
     helper::maybe_run();
+    rcompose::supervisor::maybe_run();
     if !is_root() {
         println!("native_engine: skipped, needs root");
         return;
@@ -93,37 +102,28 @@ fn up_and_down(root: &Path) -> Result<(), String> {
     let names: Vec<&str> = networks.iter().map(|n| n.name.as_str()).collect();
     check_eq(&names, &vec!["nativee2e_default"], "networks")?;
 
-    // What the supervisor does: a DNS server per network, fed the containers' records.
-    let registry = Arc::new(DnsRegistry::new());
-    let dns_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut servers = Vec::new();
-    for network in &networks {
-        let config = DnsServerConfig::new(&network.name, network.gateway, Vec::new());
-        let server = DnsServer::start(config, registry.clone(), dns_runtime.handle())
-            .map_err(|e| e.to_string())?;
-        servers.push(server);
-    }
-
-    let outcome = run_both(&mut engine, &project, &registry);
+    let outcome = run_all(&mut engine, &project, root);
     let mut errors: Vec<String> = outcome.err().into_iter().collect();
-    for id in ["nativee2e-client-1", "nativee2e-web-1"] {
+    for id in CONTAINERS {
         let _ = engine.stop(id, Some(Duration::from_secs(1)));
         if let Err(err) = engine.remove(id) {
             errors.push(err.to_string());
         }
-        registry.remove_container(id);
-    }
-    for server in servers {
-        server.stop();
     }
     for network in &networks {
-        registry.remove_network(&network.name);
         if let Err(err) = engine.remove_network(&network.name) {
             errors.push(err.to_string());
+        }
+    }
+    // With no container left, the supervisor removes its directory and exits.
+    rcompose::supervisor::reload_if_running(root, PROJECT);
+    if let Err(err) = eventually(|| match supervisor_pids()?.as_slice() {
+        [] if !root.join("projects").join(PROJECT).exists() => Ok(()),
+        pids => Err(format!("the supervisor is still there: {pids:?}")),
+    }) {
+        errors.push(err);
+        for pid in supervisor_pids().unwrap_or_default() {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
         }
     }
     if errors.is_empty() {
@@ -136,23 +136,15 @@ fn up_and_down(root: &Path) -> Result<(), String> {
     }
 }
 
-fn run_both(
-    engine: &mut NativeEngine,
-    project: &Project,
-    registry: &DnsRegistry,
-) -> Result<(), String> {
+fn run_all(engine: &mut NativeEngine, project: &Project, root: &Path) -> Result<(), String> {
     let mut created: Vec<CreatedContainer> = Vec::new();
-    for service in ["web", "client"] {
+    for service in ["web", "client", "flaky"] {
         let container = create(engine, project, service)?;
-        for (network, record) in container.dns_records() {
-            registry.add(&network, record).map_err(|e| e.to_string())?;
-        }
-        if let Some(resolver) = &container.resolver {
-            registry.set_resolver_options(&container.id, resolver.clone());
-        }
         engine.start(&container.id).map_err(|e| e.to_string())?;
         created.push(container);
     }
+    // As `up` ends: the supervisor serves DNS, holds the ports, restarts per policy.
+    rcompose::supervisor::ensure_running(root, project).map_err(|e| e.to_string())?;
     let web = &created[0];
     check_eq(
         &web.id.as_str(),
@@ -173,11 +165,14 @@ fn run_both(
     })?;
     let answer = eventually(|| tcp_read("127.0.0.1:18080".parse().expect("an address")))?;
     check_eq(&answer.as_str(), &"hi\n", "127.0.0.1:18080")?;
+    flaky_is_restarted_twice(engine)?;
+    supervisor_survives_sigkill(engine, project, root)?;
 
     let mut observed: Vec<(String, String, ContainerState)> = engine
         .list(PROJECT)
         .map_err(|e| e.to_string())?
         .into_iter()
+        .filter(|c| c.service != "flaky")
         .map(|c| (c.name, c.service, c.state))
         .collect();
     observed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -227,6 +222,83 @@ fn run_both(
         return Err(format!("web after stop: {states:?}"));
     }
     Ok(())
+}
+
+/// `restart: on-failure:2` on a command that exits 3: three runs, then it stays down.
+fn flaky_is_restarted_twice(engine: &NativeEngine) -> Result<(), String> {
+    let id = "nativee2e-flaky-1";
+    eventually(|| {
+        let runs = log_text(engine, id)?.matches("run\n").count();
+        let state = engine.runtime().state(id).map_err(|e| e.to_string())?;
+        if runs == 3 && state.exit.map(|e| e.code) == Some(3) {
+            Ok(())
+        } else {
+            Err(format!("flaky: {runs} runs, {state:?}"))
+        }
+    })?;
+    // The policy gave up: no fourth run comes.
+    std::thread::sleep(Duration::from_millis(500));
+    let runs = log_text(engine, id)?.matches("run\n").count();
+    check_eq(&runs, &3, "runs of the on-failure:2 service")
+}
+
+/// A supervisor killed with SIGKILL: the next `ensure_running` starts another, and
+/// service names resolve again.
+fn supervisor_survives_sigkill(
+    engine: &NativeEngine,
+    project: &Project,
+    root: &Path,
+) -> Result<(), String> {
+    for pid in supervisor_pids()? {
+        run_output(Command::new("kill").args(["-9", &pid]))?;
+    }
+    eventually(|| match supervisor_pids()?.as_slice() {
+        [] => Ok(()),
+        pids => Err(format!("killed supervisor still there: {pids:?}")),
+    })?;
+    rcompose::supervisor::ensure_running(root, project).map_err(|e| e.to_string())?;
+    let web = engine
+        .network_manager()
+        .inspect("nativee2e_default")
+        .map_err(|e| e.to_string())?
+        .endpoints
+        .get("nativee2e-web-1")
+        .map(|e| e.ipv4.to_string())
+        .ok_or("web has no endpoint")?;
+    eventually(|| {
+        let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| e.to_string())?;
+        let session = engine
+            .runtime()
+            .exec(
+                "nativee2e-client-1",
+                ExecOptions {
+                    args: vec!["nslookup".into(), "web".into()],
+                    stdout: Some(out_w),
+                    ..ExecOptions::default()
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        let _ = fs::File::from(out_r).read_to_string(&mut text);
+        let _ = session.wait();
+        if text.contains(&web) {
+            Ok(())
+        } else {
+            Err(format!("nslookup web after the restart: {text:?}"))
+        }
+    })
+}
+
+/// Pids of this project's supervisors.
+fn supervisor_pids() -> Result<Vec<String>, String> {
+    let output = Command::new("pgrep")
+        .args(["-f", &format!("__rcompose-supervisor .* {PROJECT}$")])
+        .output()
+        .map_err(|e| e.to_string())?;
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect())
 }
 
 fn create(

@@ -1,0 +1,427 @@
+//! The running supervisor: a tokio runtime serving the project's socket, one DNS
+//! server per project network, the published ports' reservations, and a watcher per
+//! container that applies its restart policy.
+//!
+//! On every `reload` it looks at the disk again (containers through the native
+//! engine, networks through their records) and converges its own state onto it;
+//! when the project has no container left it exits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use rcompose_runtime::container::lifecycle::{LifecycleError, Runtime};
+use rcompose_runtime::network::dns::{DnsRegistry, DnsServer, DnsServerConfig};
+use rcompose_runtime::network::hostfiles::{
+    read_host_file, upstreams_from_resolv_conf, HOST_RESOLV_CONF,
+};
+use rcompose_runtime::network::manager::NetworkRecord;
+use rcompose_runtime::network::ports::{self, PortReservation, Protocol};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Notify;
+
+use super::policies::ServicePolicies;
+use super::{io_error, project_dir, Reply, Request, SupervisorError, SOCKET};
+use crate::backend::native::NativeEngine;
+use crate::orchestrator::labels;
+use crate::orchestrator::plan::ContainerState;
+use crate::orchestrator::restart::{Decision, Exit, RestartManager};
+
+/// How long a published port that is still held by someone else (the `up` that
+/// created its container, until it exits) is retried.
+const PORT_RETRY: Duration = Duration::from_secs(30);
+
+/// A published host port: address, port, protocol.
+type PortKey = (Ipv4Addr, u16, Protocol);
+
+struct Supervisor {
+    root: PathBuf,
+    project: String,
+    dir: PathBuf,
+    program: PathBuf,
+    registry: Arc<DnsRegistry>,
+    state: Mutex<State>,
+    /// Signalled when the supervisor should exit.
+    done: Notify,
+    /// Signalled when a watcher ended: the project may have no container left.
+    recheck: Notify,
+    /// Set when it exits because the project has no container left.
+    emptied: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct State {
+    dns: BTreeMap<String, DnsServer>,
+    reservations: BTreeMap<PortKey, PortReservation>,
+    watched: BTreeSet<String>,
+}
+
+pub(super) fn run(root: &Path, project: &str) -> Result<(), SupervisorError> {
+    let dir = project_dir(root, project);
+    fs::create_dir_all(&dir).map_err(|source| io_error(project, "creating", &dir, source))?;
+    let lock_path = dir.join("supervisor.lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| io_error(project, "opening", &lock_path, source))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        // Another supervisor serves this project.
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|source| io_error(project, "starting the async runtime for", &dir, source))?;
+    let program = std::env::current_exe()
+        .map_err(|source| io_error(project, "locating", Path::new("/proc/self/exe"), source))?;
+    let supervisor = Arc::new(Supervisor {
+        root: root.to_path_buf(),
+        project: project.to_string(),
+        dir: dir.clone(),
+        program,
+        registry: Arc::new(DnsRegistry::new()),
+        state: Mutex::new(State::default()),
+        done: Notify::new(),
+        recheck: Notify::new(),
+        emptied: std::sync::atomic::AtomicBool::new(false),
+    });
+    let result = runtime.block_on(supervisor.clone().serve());
+    // The socket goes before the lock: a new supervisor may start at once.
+    let _ = fs::remove_file(dir.join(SOCKET));
+    if supervisor.emptied.load(std::sync::atomic::Ordering::SeqCst) {
+        // Nothing of the project is left: neither is its directory.
+        let _ = fs::remove_dir_all(&dir);
+    }
+    drop(lock);
+    result
+}
+
+impl Supervisor {
+    async fn serve(self: Arc<Self>) -> Result<(), SupervisorError> {
+        let socket = self.dir.join(SOCKET);
+        let _ = fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket)
+            .map_err(|source| io_error(&self.project, "listening on", &socket, source))?;
+        fs::set_permissions(&socket, fs::Permissions::from_mode(0o600))
+            .map_err(|source| io_error(&self.project, "securing", &socket, source))?;
+        eprintln!(
+            "supervisor of {} started (pid {})",
+            self.project,
+            std::process::id()
+        );
+        self.clone().reload().await;
+        loop {
+            tokio::select! {
+                () = self.done.notified() => break,
+                () = self.recheck.notified() => {
+                    tokio::spawn(self.clone().reload());
+                }
+                accepted = listener.accept() => {
+                    if let Ok((stream, _)) = accepted {
+                        tokio::spawn(self.clone().answer(stream));
+                    }
+                }
+            }
+        }
+        eprintln!("supervisor of {} exits", self.project);
+        Ok(())
+    }
+
+    async fn answer(self: Arc<Self>, stream: UnixStream) {
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let reply = match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Reload) => {
+                    self.clone().reload().await;
+                    Reply {
+                        ok: true,
+                        message: String::new(),
+                    }
+                }
+                Ok(Request::Stop) => {
+                    self.done.notify_one();
+                    Reply {
+                        ok: true,
+                        message: String::new(),
+                    }
+                }
+                Err(err) => Reply {
+                    ok: false,
+                    message: format!("bad request: {err}"),
+                },
+            };
+            let Ok(mut text) = serde_json::to_string(&reply) else {
+                return;
+            };
+            text.push('\n');
+            if write.write_all(text.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Converges DNS, ports and watchers onto what is on disk; exits when the
+    /// project has no container left.
+    async fn reload(self: Arc<Self>) {
+        let this = self.clone();
+        let seen = tokio::task::spawn_blocking(move || this.look()).await;
+        let (containers, networks) = match seen {
+            Ok(Ok(seen)) => seen,
+            Ok(Err(err)) => {
+                eprintln!("reload: {err}");
+                return;
+            }
+            Err(err) => {
+                eprintln!("reload: {err}");
+                return;
+            }
+        };
+        if containers.is_empty() {
+            self.emptied
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.done.notify_one();
+            return;
+        }
+        self.serve_dns(&networks);
+        self.reserve_ports(&networks, &containers);
+        for (id, (service, alive)) in containers {
+            // An exit whose policy was already applied needs no watcher.
+            if !alive {
+                continue;
+            }
+            let new = self
+                .state
+                .lock()
+                .map(|mut s| s.watched.insert(id.clone()))
+                .unwrap_or(false);
+            if new {
+                tokio::spawn(self.clone().watch(id, service));
+            }
+        }
+    }
+
+    /// The project's containers (id → service, whether it needs a watcher: its
+    /// process exists, or it exited and no supervisor has applied its policy to that
+    /// exit yet — it may have exited before any supervisor ran) and its networks.
+    #[allow(clippy::type_complexity)]
+    fn look(&self) -> Result<(BTreeMap<String, (String, bool)>, Vec<NetworkRecord>), String> {
+        let engine = NativeEngine::open(&self.root, &self.program).map_err(|e| e.to_string())?;
+        let containers = engine
+            .list(&self.project)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| {
+                let exited = matches!(
+                    c.state,
+                    ContainerState::Exited { .. } | ContainerState::Dead
+                );
+                let needs_watcher = !exited || !self.exit_handled(engine.runtime(), &c.id);
+                (c.id, (c.service, needs_watcher))
+            })
+            .collect();
+        let networks = engine
+            .network_manager()
+            .list()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter(|n| n.labels.get(labels::PROJECT).map(String::as_str) == Some(&self.project))
+            .collect();
+        Ok((containers, networks))
+    }
+
+    /// One DNS server per network on its gateway; the registry rebuilt from the
+    /// networks' endpoints.
+    fn serve_dns(&self, networks: &[NetworkRecord]) {
+        let upstreams = read_host_file(Path::new(HOST_RESOLV_CONF))
+            .map(|text| upstreams_from_resolv_conf(&text))
+            .unwrap_or_default();
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let names: BTreeSet<&str> = networks.iter().map(|n| n.name.as_str()).collect();
+        state.dns.retain(|name, _| names.contains(name.as_str()));
+        for network in networks {
+            self.registry.remove_network(&network.name);
+            for endpoint in network.endpoints.values() {
+                let record = rcompose_runtime::network::dns::DnsRecord {
+                    container_id: endpoint.container_id.clone(),
+                    ipv4: endpoint.ipv4,
+                    name: endpoint.container_name.clone(),
+                    aliases: endpoint.aliases.clone(),
+                };
+                if let Err(err) = self.registry.add(&network.name, record) {
+                    eprintln!("dns {}: {err}", network.name);
+                }
+            }
+            if state.dns.contains_key(&network.name) {
+                continue;
+            }
+            let config = DnsServerConfig::new(&network.name, network.gateway, upstreams.clone());
+            match DnsServer::start(
+                config,
+                self.registry.clone(),
+                &tokio::runtime::Handle::current(),
+            ) {
+                Ok(server) => {
+                    state.dns.insert(network.name.clone(), server);
+                }
+                Err(err) => eprintln!("dns {}: {err}", network.name),
+            }
+        }
+    }
+
+    /// Holds every published port of the project's containers; a port still held
+    /// by the `up` that published it is retried until that process lets go.
+    fn reserve_ports(
+        self: &Arc<Self>,
+        networks: &[NetworkRecord],
+        containers: &BTreeMap<String, (String, bool)>,
+    ) {
+        let wanted: BTreeSet<PortKey> = networks
+            .iter()
+            .flat_map(|n| n.endpoints.values())
+            .filter(|e| containers.contains_key(&e.container_id))
+            .flat_map(|e| e.ports.iter())
+            .map(|p| (p.host_ip, p.host_port, p.protocol))
+            .collect();
+        let missing: Vec<PortKey> = match self.state.lock() {
+            Ok(mut state) => {
+                state.reservations.retain(|key, _| wanted.contains(key));
+                wanted
+                    .into_iter()
+                    .filter(|key| !state.reservations.contains_key(key))
+                    .collect()
+            }
+            Err(_) => return,
+        };
+        for key in missing {
+            tokio::spawn(self.clone().reserve_port(key));
+        }
+    }
+
+    async fn reserve_port(self: Arc<Self>, key: PortKey) {
+        let deadline = tokio::time::Instant::now() + PORT_RETRY;
+        loop {
+            match ports::reserve(key.0, key.1, key.2) {
+                Ok(reservation) => {
+                    if let Ok(mut state) = self.state.lock() {
+                        state.reservations.insert(key, reservation);
+                    }
+                    return;
+                }
+                Err(err) if tokio::time::Instant::now() >= deadline => {
+                    eprintln!("port {}:{}/{}: {err}", key.0, key.1, key.2);
+                    return;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// Waits for the container to exit and applies its restart policy, until the
+    /// policy gives up, the user stopped it, or it is removed.
+    async fn watch(self: Arc<Self>, id: String, service: String) {
+        let policy = ServicePolicies::load(&self.dir)
+            .map(|p| p.restart_policy(&service))
+            .unwrap_or_default();
+        let mut manager = RestartManager::new(policy);
+        loop {
+            let runtime = Runtime::new(&self.program, &self.root);
+            let waited_id = id.clone();
+            let waited = tokio::task::spawn_blocking(move || {
+                let status = runtime.wait(&waited_id)?;
+                let state = runtime.state(&waited_id)?;
+                Ok::<_, LifecycleError>((status, state))
+            })
+            .await;
+            let (status, state) = match waited {
+                Ok(Ok(done)) => done,
+                _ => break, // removed, or unreadable: nothing left to watch
+            };
+            let ran_for = match (state.started_at, state.finished_at) {
+                (Some(start), Some(end)) => end.duration_since(start).unwrap_or_default(),
+                _ => Duration::ZERO,
+            };
+            let exit = Exit {
+                code: status.code,
+                ran_for,
+                stopped_by_user: self.stopped_by_user(&id),
+                at: SystemTime::now(),
+            };
+            match manager.decide(&exit) {
+                Decision::GiveUp => {
+                    self.mark_handled(&id, state.finished_at);
+                    break;
+                }
+                Decision::Restart { after } => {
+                    tokio::time::sleep(after).await;
+                    if self.stopped_by_user(&id) {
+                        break;
+                    }
+                    if let Err(err) = self.start(&id).await {
+                        eprintln!("restarting {id}: {err}");
+                        break;
+                    }
+                    eprintln!("restarted {id} (exit code {})", status.code);
+                }
+            }
+        }
+        if let Ok(mut state) = self.state.lock() {
+            state.watched.remove(&id);
+        }
+        // Its removal may have been the last: have the server look again.
+        self.recheck.notify_one();
+    }
+
+    async fn start(&self, id: &str) -> Result<(), String> {
+        let root = self.root.clone();
+        let program = self.program.clone();
+        let id = id.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut engine = NativeEngine::open(&root, &program).map_err(|e| e.to_string())?;
+            engine.start(&id).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// Whether the container's last exit had its policy applied (see `mark_handled`).
+    fn exit_handled(&self, runtime: &Runtime, id: &str) -> bool {
+        let finished = runtime.state(id).ok().and_then(|s| s.finished_at);
+        let handled = fs::read_to_string(self.dir.join("handled").join(id)).ok();
+        matches!((finished, handled), (Some(f), Some(h)) if h == stamp(f))
+    }
+
+    /// Records that the policy of the exit that finished at `finished` is applied.
+    fn mark_handled(&self, id: &str, finished: Option<SystemTime>) {
+        let dir = self.dir.join("handled");
+        if let Some(finished) = finished {
+            let written =
+                fs::create_dir_all(&dir).and_then(|()| fs::write(dir.join(id), stamp(finished)));
+            if let Err(err) = written {
+                eprintln!("recording the exit of {id}: {err}");
+            }
+        }
+    }
+
+    fn stopped_by_user(&self, id: &str) -> bool {
+        self.dir.join("stopped").join(id).exists()
+    }
+}
+
+/// A time as recorded in a `handled` marker.
+fn stamp(time: SystemTime) -> String {
+    let since = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:09}", since.as_secs(), since.subsec_nanos())
+}
