@@ -40,6 +40,11 @@ services:
     image: busybox
     command: ["nc", "-ll", "-p", "80", "-e", "echo", "hi"]
     ports: ["18080:80"]
+    healthcheck:
+      test: ["CMD-SHELL", "nc -w 1 127.0.0.1 80 </dev/null | grep -q hi"]
+      interval: 1s
+      start_interval: 200ms
+      start_period: 5s
   client:
     image: busybox
     command:
@@ -165,6 +170,7 @@ fn run_all(engine: &mut NativeEngine, project: &Project, root: &Path) -> Result<
     })?;
     let answer = eventually(|| tcp_read("127.0.0.1:18080".parse().expect("an address")))?;
     check_eq(&answer.as_str(), &"hi\n", "127.0.0.1:18080")?;
+    web_becomes_healthy(root)?;
     flaky_is_restarted_twice(engine)?;
     supervisor_survives_sigkill(engine, project, root)?;
 
@@ -222,6 +228,22 @@ fn run_all(engine: &mut NativeEngine, project: &Project, root: &Path) -> Result<
         return Err(format!("web after stop: {states:?}"));
     }
     Ok(())
+}
+
+/// The supervisor runs web's healthcheck and writes Docker's `State.Health`.
+fn web_becomes_healthy(root: &Path) -> Result<(), String> {
+    let path = root
+        .join("projects")
+        .join(PROJECT)
+        .join("health/nativee2e-web-1.json");
+    eventually(|| {
+        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if text.contains(r#""Status":"healthy""#) {
+            Ok(())
+        } else {
+            Err(format!("web's health: {text}"))
+        }
+    })
 }
 
 /// `restart: on-failure:2` on a command that exits 3: three runs, then it stays down.

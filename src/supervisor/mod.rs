@@ -13,6 +13,7 @@
 //! has no container left, it removes that directory and exits.
 
 mod policies;
+mod prober;
 mod server;
 
 use std::fs;

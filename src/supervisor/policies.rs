@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::orchestrator::health::{HealthError, HealthSpec};
 use crate::orchestrator::restart::{RestartError, RestartPolicy};
 use crate::project::model::Project;
 
@@ -19,6 +20,8 @@ const FILE: &str = "services.json";
 pub enum PolicyError {
     #[error(transparent)]
     Restart(#[from] RestartError),
+    #[error(transparent)]
+    Health(#[from] HealthError),
     #[error("{action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -31,6 +34,9 @@ pub enum PolicyError {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServicePolicy {
     pub restart: RestartPolicy,
+    /// `None`: no healthcheck (none given, `disable`, or `test: ["NONE"]`).
+    #[serde(default)]
+    pub health: Option<HealthSpec>,
 }
 
 /// By service name.
@@ -44,7 +50,9 @@ impl ServicePolicies {
         let mut services = BTreeMap::new();
         for (name, service) in &project.services {
             let restart = RestartPolicy::for_service(name, service)?;
-            services.insert(name.clone(), ServicePolicy { restart });
+            // The image's HEALTHCHECK is not read yet: the service's own is used.
+            let health = HealthSpec::resolve(name, service.healthcheck.as_ref(), None)?;
+            services.insert(name.clone(), ServicePolicy { restart, health });
         }
         Ok(ServicePolicies { services })
     }
@@ -82,6 +90,10 @@ impl ServicePolicies {
             path: path.clone(),
             source,
         })
+    }
+
+    pub fn health(&self, service: &str) -> Option<HealthSpec> {
+        self.services.get(service).and_then(|s| s.health.clone())
     }
 
     pub fn restart_policy(&self, service: &str) -> RestartPolicy {

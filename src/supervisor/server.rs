@@ -26,8 +26,10 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Notify;
 
 use super::policies::ServicePolicies;
+use super::prober::ExecProber;
 use super::{io_error, project_dir, Reply, Request, SupervisorError, SOCKET};
 use crate::backend::native::NativeEngine;
+use crate::orchestrator::health::{run_health_loop, HealthMonitor, HealthSpec, TokioClock};
 use crate::orchestrator::labels;
 use crate::orchestrator::plan::ContainerState;
 use crate::orchestrator::restart::{Decision, Exit, RestartManager};
@@ -38,6 +40,15 @@ const PORT_RETRY: Duration = Duration::from_secs(30);
 
 /// A published host port: address, port, protocol.
 type PortKey = (Ipv4Addr, u16, Protocol);
+
+/// A container of the project as a reload sees it.
+struct Seen {
+    service: String,
+    running: bool,
+    /// Its process exists, or it exited and no supervisor has applied its policy to
+    /// that exit yet (it may have exited before any supervisor ran).
+    needs_watcher: bool,
+}
 
 struct Supervisor {
     root: PathBuf,
@@ -59,6 +70,7 @@ struct State {
     dns: BTreeMap<String, DnsServer>,
     reservations: BTreeMap<PortKey, PortReservation>,
     watched: BTreeSet<String>,
+    health_checked: BTreeSet<String>,
 }
 
 pub(super) fn run(root: &Path, project: &str) -> Result<(), SupervisorError> {
@@ -193,9 +205,21 @@ impl Supervisor {
         }
         self.serve_dns(&networks);
         self.reserve_ports(&networks, &containers);
-        for (id, (service, alive)) in containers {
-            // An exit whose policy was already applied needs no watcher.
-            if !alive {
+        let policies = ServicePolicies::load(&self.dir).unwrap_or_default();
+        for (id, seen) in containers {
+            if seen.running {
+                if let Some(spec) = policies.health(&seen.service) {
+                    let new = self
+                        .state
+                        .lock()
+                        .map(|mut s| s.health_checked.insert(id.clone()))
+                        .unwrap_or(false);
+                    if new {
+                        tokio::spawn(self.clone().check_health(id.clone(), spec));
+                    }
+                }
+            }
+            if !seen.needs_watcher {
                 continue;
             }
             let new = self
@@ -204,16 +228,14 @@ impl Supervisor {
                 .map(|mut s| s.watched.insert(id.clone()))
                 .unwrap_or(false);
             if new {
-                tokio::spawn(self.clone().watch(id, service));
+                tokio::spawn(self.clone().watch(id, seen.service));
             }
         }
     }
 
-    /// The project's containers (id → service, whether it needs a watcher: its
-    /// process exists, or it exited and no supervisor has applied its policy to that
-    /// exit yet — it may have exited before any supervisor ran) and its networks.
+    /// The project's containers and its networks.
     #[allow(clippy::type_complexity)]
-    fn look(&self) -> Result<(BTreeMap<String, (String, bool)>, Vec<NetworkRecord>), String> {
+    fn look(&self) -> Result<(BTreeMap<String, Seen>, Vec<NetworkRecord>), String> {
         let engine = NativeEngine::open(&self.root, &self.program).map_err(|e| e.to_string())?;
         let containers = engine
             .list(&self.project)
@@ -224,8 +246,12 @@ impl Supervisor {
                     c.state,
                     ContainerState::Exited { .. } | ContainerState::Dead
                 );
-                let needs_watcher = !exited || !self.exit_handled(engine.runtime(), &c.id);
-                (c.id, (c.service, needs_watcher))
+                let seen = Seen {
+                    running: c.state == ContainerState::Running,
+                    needs_watcher: !exited || !self.exit_handled(engine.runtime(), &c.id),
+                    service: c.service,
+                };
+                (c.id, seen)
             })
             .collect();
         let networks = engine
@@ -284,7 +310,7 @@ impl Supervisor {
     fn reserve_ports(
         self: &Arc<Self>,
         networks: &[NetworkRecord],
-        containers: &BTreeMap<String, (String, bool)>,
+        containers: &BTreeMap<String, Seen>,
     ) {
         let wanted: BTreeSet<PortKey> = networks
             .iter()
@@ -372,6 +398,8 @@ impl Supervisor {
                         break;
                     }
                     eprintln!("restarted {id} (exit code {})", status.code);
+                    // Its healthcheck starts again with the new process.
+                    self.recheck.notify_one();
                 }
             }
         }
@@ -380,6 +408,47 @@ impl Supervisor {
         }
         // Its removal may have been the last: have the server look again.
         self.recheck.notify_one();
+    }
+
+    /// Runs the container's healthcheck while it runs, writing its state (Docker's
+    /// `State.Health`) to `health/<id>.json` for `ps` and `depends_on: service_healthy`.
+    async fn check_health(self: Arc<Self>, id: String, spec: HealthSpec) {
+        let runtime = Runtime::new(&self.program, &self.root);
+        let state_id = id.clone();
+        let started = tokio::task::spawn_blocking(move || runtime.state(&state_id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .and_then(|s| s.started_at)
+            .unwrap_or_else(SystemTime::now);
+        let dir = self.dir.join("health");
+        let path = dir.join(format!("{id}.json"));
+        let mut monitor = HealthMonitor::new(spec, started);
+        let prober = ExecProber {
+            root: self.root.clone(),
+            program: self.program.clone(),
+            container: id.clone(),
+        };
+        run_health_loop(&prober, &mut monitor, &TokioClock::new(), |update| {
+            let written = serde_json::to_vec(update.state)
+                .map_err(std::io::Error::other)
+                .and_then(|body| {
+                    fs::create_dir_all(&dir)?;
+                    let temp = dir.join(format!(".{id}.json"));
+                    fs::write(&temp, body)?;
+                    fs::rename(&temp, &path)
+                });
+            if let Err(err) = written {
+                eprintln!("health of {id}: {err}");
+            }
+            if update.changed() {
+                eprintln!("{id} is {:?}", update.state.status);
+            }
+        })
+        .await;
+        if let Ok(mut state) = self.state.lock() {
+            state.health_checked.remove(&id);
+        }
     }
 
     async fn start(&self, id: &str) -> Result<(), String> {
