@@ -81,6 +81,23 @@ pub fn project_dir(root: &Path, project: &str) -> PathBuf {
     root.join("projects").join(project)
 }
 
+/// Where the supervisor writes a container's health (Docker's `State.Health` JSON).
+pub fn health_file(root: &Path, project: &str, container: &str) -> PathBuf {
+    project_dir(root, project)
+        .join("health")
+        .join(format!("{container}.json"))
+}
+
+/// A container's last health state, when it has a healthcheck that has run.
+pub fn read_health(
+    root: &Path,
+    project: &str,
+    container: &str,
+) -> Option<crate::orchestrator::health::HealthState> {
+    let bytes = fs::read(health_file(root, project, container)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
 /// Call at the start of `main`, after the runtime helper's `maybe_run`: when the
 /// process was started as a supervisor, this runs it and exits.
 pub fn maybe_run() {

@@ -421,8 +421,8 @@ impl Supervisor {
             .and_then(Result::ok)
             .and_then(|s| s.started_at)
             .unwrap_or_else(SystemTime::now);
+        let path = super::health_file(&self.root, &self.project, &id);
         let dir = self.dir.join("health");
-        let path = dir.join(format!("{id}.json"));
         let mut monitor = HealthMonitor::new(spec, started);
         let prober = ExecProber {
             root: self.root.clone(),
