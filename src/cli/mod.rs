@@ -36,8 +36,10 @@ pub struct Cli {
 /// The global options of `docker compose`, plus rcompose's state root.
 #[derive(Debug, clap::Args)]
 pub struct GlobalOptions {
-    /// Compose configuration files (repeatable; `-` reads standard input)
-    #[arg(short = 'f', long = "file", global = true, value_name = "FILE")]
+    /// Compose configuration files (repeatable; `-` reads standard input). Before the
+    /// command, as Compose's documentation writes it: after it, `-f` is the command's
+    /// own (`logs -f` follows, `rm -f` forces).
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub files: Vec<String>,
     /// Project name
     #[arg(short = 'p', long = "project-name", global = true)]
