@@ -934,3 +934,335 @@ fn anonymous_volumes_of(runtime: &Runtime, id: &str) -> Vec<String> {
         _ => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::backend::native::tests::project;
+    use crate::orchestrator::plan::{self, DownOptions, UpOptions};
+
+    /// Records every call; containers exit with the code set for their service.
+    #[derive(Default)]
+    struct FakeEngine {
+        calls: Mutex<Vec<String>>,
+        exit_codes: HashMap<String, i32>,
+        failing_creates: HashSet<String>,
+        in_flight: AtomicUsize,
+        most_in_flight: AtomicUsize,
+    }
+
+    impl FakeEngine {
+        fn record(&self, call: String) {
+            let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            self.calls.lock().unwrap().push(call);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+
+        fn calls(&self) -> Vec<String> {
+            self.calls.lock().unwrap().clone()
+        }
+
+        fn position(&self, call: &str) -> usize {
+            let calls = self.calls();
+            calls
+                .iter()
+                .position(|c| c == call)
+                .unwrap_or_else(|| panic!("{call:?} was not called: {calls:?}"))
+        }
+    }
+
+    impl ContainerEngine for FakeEngine {
+        fn create(
+            &self,
+            project: &Project,
+            service: &str,
+            number: u32,
+            labels: &Labels,
+        ) -> EngineResult<String> {
+            assert_eq!(labels[crate::orchestrator::labels::SERVICE], service);
+            if self.failing_creates.contains(service) {
+                return Err(format!("image of {service} not found").into());
+            }
+            let id = format!("{}-{service}-{number}", project.name);
+            self.record(format!("create {id}"));
+            Ok(id)
+        }
+        fn start(&self, id: &str) -> EngineResult<()> {
+            self.record(format!("start {id}"));
+            Ok(())
+        }
+        fn stop(&self, id: &str, _timeout: Option<Duration>) -> EngineResult<()> {
+            self.record(format!("stop {id}"));
+            Ok(())
+        }
+        fn kill(&self, id: &str) -> EngineResult<()> {
+            self.record(format!("kill {id}"));
+            Ok(())
+        }
+        fn remove(&self, id: &str, anonymous_volumes: bool) -> EngineResult<()> {
+            self.record(format!("remove {id} {anonymous_volumes}"));
+            Ok(())
+        }
+        fn wait_exit(&self, id: &str) -> EngineResult<i32> {
+            self.record(format!("wait {id}"));
+            let service = id.split('-').nth(1).unwrap_or_default();
+            Ok(self.exit_codes.get(service).copied().unwrap_or(0))
+        }
+        fn remove_network(&self, name: &str) -> EngineResult<bool> {
+            self.record(format!("remove network {name}"));
+            Ok(name != "demo_gone")
+        }
+        fn remove_volume(&self, name: &str) -> EngineResult<bool> {
+            self.record(format!("remove volume {name}"));
+            Ok(true)
+        }
+    }
+
+    const OPTIONS: ConvergeOptions = ConvergeOptions {
+        parallel: 4,
+        timeout: None,
+    };
+
+    fn up(
+        engine: &FakeEngine,
+        yaml: &str,
+        parallel: usize,
+    ) -> (Result<ConvergeOutcome, ConvergeError>, Vec<String>) {
+        let project = project(yaml);
+        let desired = plan::desired_services(&project, &IndexMap::new()).unwrap();
+        let plan = plan::plan("demo", &desired, &[], &UpOptions::default()).unwrap();
+        let labels = ProjectLabels {
+            name: "demo".into(),
+            ..ProjectLabels::default()
+        };
+        let lines = Mutex::new(Vec::new());
+        let progress = |event: ProgressEvent| lines.lock().unwrap().push(event.to_string());
+        let options = ConvergeOptions {
+            parallel,
+            ..OPTIONS
+        };
+        let result = converge(
+            engine, &project, &labels, &desired, &plan, options, &progress,
+        );
+        (result, lines.into_inner().unwrap())
+    }
+
+    use indexmap::IndexMap;
+
+    const WEB_ON_DB: &str =
+        "services:\n  web:\n    image: busybox\n    depends_on: [db]\n  db:\n    image: busybox\n";
+
+    #[test]
+    fn dependencies_are_started_before_their_dependents() {
+        let engine = FakeEngine::default();
+        let (result, lines) = up(&engine, WEB_ON_DB, 4);
+        let outcome = result.unwrap();
+        assert!(engine.position("start demo-db-1") < engine.position("create demo-web-1"));
+        let ids: Vec<&str> = outcome.containers.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["demo-db-1", "demo-web-1"]);
+        assert!(
+            lines.contains(&" Container demo-web-1  Started".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&" Container demo-db-1  Created".to_string()),
+            "{lines:?}"
+        );
+    }
+
+    const INIT: &str = "services:\n  web:\n    image: busybox\n    depends_on:\n      init: {condition: service_completed_successfully}\n  init:\n    image: busybox\n  other:\n    image: busybox\n";
+
+    #[test]
+    fn a_one_shot_dependency_must_exit_zero_first() {
+        let engine = FakeEngine::default();
+        let (result, lines) = up(&engine, INIT, 4);
+        result.unwrap();
+        assert!(engine.position("wait demo-init-1") < engine.position("create demo-web-1"));
+        assert!(
+            lines.contains(&" Container demo-init-1  Exited".to_string()),
+            "{lines:?}"
+        );
+
+        let engine = FakeEngine {
+            exit_codes: HashMap::from([("init".to_string(), 3)]),
+            ..FakeEngine::default()
+        };
+        let (result, _) = up(&engine, INIT, 4);
+        let err = result.unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "service web: depends_on.init: service init didn't complete successfully: exit 3"
+        );
+        assert!(!engine.calls().iter().any(|c| c.contains("web")));
+        // An independent service is started all the same.
+        engine.position("start demo-other-1");
+    }
+
+    #[test]
+    fn every_failure_is_reported_and_dependents_of_a_failure_are_not_created() {
+        let engine = FakeEngine {
+            failing_creates: HashSet::from(["db".to_string(), "cache".to_string()]),
+            ..FakeEngine::default()
+        };
+        let yaml = format!("{WEB_ON_DB}  cache:\n    image: busybox\n  ok:\n    image: busybox\n");
+        let (result, _) = up(&engine, &yaml, 4);
+        let ConvergeError::Failed(mut errors) = result.unwrap_err() else {
+            panic!("a failure expected");
+        };
+        errors.sort();
+        assert_eq!(
+            errors,
+            [
+                "service cache: creating demo-cache-1: image of cache not found",
+                "service db: creating demo-db-1: image of db not found",
+                "service web: dependency db failed to start",
+            ]
+        );
+        engine.position("start demo-ok-1");
+        assert!(!engine.calls().iter().any(|c| c.contains("web")));
+    }
+
+    #[test]
+    fn an_optional_dependency_that_fails_only_warns() {
+        let engine = FakeEngine {
+            failing_creates: HashSet::from(["db".to_string()]),
+            ..FakeEngine::default()
+        };
+        let yaml = "services:\n  web:\n    image: busybox\n    depends_on:\n      db: {condition: service_started, required: false}\n  db:\n    image: busybox\n";
+        let (result, _) = up(&engine, yaml, 4);
+        let ConvergeError::Failed(errors) = result.unwrap_err() else {
+            panic!("db's own failure is reported");
+        };
+        assert_eq!(
+            errors,
+            ["service db: creating demo-db-1: image of db not found"]
+        );
+        engine.position("start demo-web-1");
+    }
+
+    #[test]
+    fn service_healthy_needs_the_supervisor() {
+        let engine = FakeEngine::default();
+        let yaml = "services:\n  web:\n    image: busybox\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: busybox\n";
+        let (result, _) = up(&engine, yaml, 4);
+        assert!(result.unwrap_err().to_string().starts_with(
+            "service web: depends_on.db: condition service_healthy needs the health status"
+        ));
+    }
+
+    #[test]
+    fn parallelism_is_bounded() {
+        let yaml: String = std::iter::once("services:\n".to_string())
+            .chain((0..6).map(|i| format!("  s{i}:\n    image: busybox\n")))
+            .collect();
+        let engine = FakeEngine::default();
+        up(&engine, &yaml, 1).0.unwrap();
+        assert_eq!(engine.most_in_flight.load(Ordering::SeqCst), 1);
+        assert_eq!(engine.calls().len(), 12);
+        let engine = FakeEngine::default();
+        up(&engine, &yaml, 6).0.unwrap();
+        assert!(engine.most_in_flight.load(Ordering::SeqCst) > 1);
+    }
+
+    #[test]
+    fn parallel_limit_reads_the_flag_then_the_environment() {
+        assert_eq!(parallel_limit(3, Some("7")), 3);
+        assert_eq!(parallel_limit(-1, Some("7")), 7);
+        assert!(parallel_limit(-1, Some("junk")) >= 2);
+        assert!(parallel_limit(0, None) >= 2);
+    }
+
+    fn observed(name: &str, service: &str, state: ContainerState) -> ObservedContainer {
+        let labels: Labels = [
+            (crate::orchestrator::labels::PROJECT, "demo"),
+            (crate::orchestrator::labels::SERVICE, service),
+            (crate::orchestrator::labels::CONTAINER_NUMBER, "1"),
+            (crate::orchestrator::labels::CONFIG_HASH, "h"),
+            (crate::orchestrator::labels::ONEOFF, "False"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        ObservedContainer::from_labels(name, name, state, labels).unwrap()
+    }
+
+    #[test]
+    fn down_removes_dependents_first_then_networks_and_volumes() {
+        let project = project(&format!(
+            "{WEB_ON_DB}networks:\n  default: {{}}\n  gone: {{}}\n  ext: {{external: true}}\nvolumes:\n  data: {{}}\n"
+        ));
+        let containers = [
+            observed("demo-db-1", "db", ContainerState::Running),
+            observed("demo-web-1", "web", ContainerState::Running),
+        ];
+        let options = DownOptions {
+            volumes: true,
+            remove_orphans: false,
+        };
+        let down_plan = plan::plan_down(&project, &containers, options).unwrap();
+        let engine = FakeEngine::default();
+        let lines = Mutex::new(Vec::new());
+        let progress = |event: ProgressEvent| lines.lock().unwrap().push(event.to_string());
+        let errors = down(&engine, &project, &down_plan, OPTIONS, &progress);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(engine.position("remove demo-web-1 true") < engine.position("stop demo-db-1"));
+        assert!(
+            engine.position("remove demo-db-1 true")
+                < engine.position("remove network demo_default")
+        );
+        engine.position("remove volume demo_data");
+        assert!(!engine.calls().iter().any(|c| c.contains("ext")));
+        let lines = lines.into_inner().unwrap();
+        assert!(
+            lines.contains(&" Network demo_default  Removed".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            !lines.contains(&" Network demo_gone  Removed".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&" Container demo-web-1  Stopped".to_string()),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn stop_and_start_follow_the_graph_and_skip_what_is_already_so() {
+        let project = project(WEB_ON_DB);
+        let containers = [
+            observed("demo-db-1", "db", ContainerState::Running),
+            observed("demo-web-1", "web", ContainerState::Running),
+        ];
+        let engine = FakeEngine::default();
+        let quiet = |_: ProgressEvent| {};
+        stop_containers(&engine, &project, &containers, &[], OPTIONS, &quiet).unwrap();
+        assert_eq!(engine.calls(), ["stop demo-web-1", "stop demo-db-1"]);
+
+        let stopped = [
+            observed("demo-db-1", "db", ContainerState::Exited { exit_code: 0 }),
+            observed("demo-web-1", "web", ContainerState::Exited { exit_code: 0 }),
+        ];
+        let engine = FakeEngine::default();
+        start_containers(&engine, &project, &stopped, &[], &quiet).unwrap();
+        assert_eq!(engine.calls(), ["start demo-db-1", "start demo-web-1"]);
+        let engine = FakeEngine::default();
+        start_containers(&engine, &project, &containers, &[], &quiet).unwrap();
+        assert!(engine.calls().is_empty());
+        stop_containers(
+            &engine,
+            &project,
+            &stopped,
+            &["web".into()],
+            OPTIONS,
+            &quiet,
+        )
+        .unwrap();
+        assert!(engine.calls().is_empty());
+    }
+}
