@@ -18,6 +18,8 @@ use rcompose_runtime::container::rootfs::mount_points;
 
 const PROJECT: &str = "updown";
 
+type TestFn = fn(&Path, &Path) -> Result<(), String>;
+
 fn compose(mode: &str) -> String {
     format!(
         r#"
@@ -74,7 +76,7 @@ fn main() {
         println!("up_down: skipped, cannot create a network namespace: {err}");
         return;
     }
-    let tests: [(&str, fn(&Path, &Path) -> Result<(), String>); 2] = [
+    let tests: [(&str, TestFn); 3] = [
         (
             "up_converges_scales_stops_and_down_leaves_nothing",
             detached_lifecycle,
@@ -83,6 +85,7 @@ fn main() {
             "attached_up_prints_logs_and_returns_the_exit_code",
             attached_up,
         ),
+        ("ctrl_c_stops_an_attached_up_gracefully", interrupted_up),
     ];
     let mut failed = false;
     for (name, test) in tests {
@@ -291,6 +294,71 @@ fn attached_up(root: &Path, dir: &Path) -> Result<(), String> {
         return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
     }
     Ok(())
+}
+
+const LONG_RUNNING: &str = r#"
+services:
+  svc:
+    image: busybox
+    command: ["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]
+"#;
+
+/// SIGINT (Ctrl-C) to an attached `up`: its containers are stopped with SIGTERM, it
+/// prints their last lines and exits 0.
+fn interrupted_up(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), LONG_RUNNING).map_err(|e| e.to_string())?;
+    let result = interrupt_when_ready(root, dir);
+    let down = rcompose(root, dir, "interrupted", &["down", "-t", "1"])?;
+    let (code, stdout) = result?;
+    if !down.status.success() {
+        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
+    }
+    check_eq(
+        &code,
+        &Some(0),
+        &format!("exit code after Ctrl-C ({stdout})"),
+    )?;
+    for line in ["svc-1  | ready", "svc-1  | bye", "svc-1 exited with code 0"] {
+        if !stdout.lines().any(|l| l.trim_end() == line) {
+            return Err(format!("no line {line:?} in stdout:\n{stdout}"));
+        }
+    }
+    Ok(())
+}
+
+fn interrupt_when_ready(root: &Path, dir: &Path) -> Result<(Option<i32>, String), String> {
+    let child = Command::new(env!("CARGO_BIN_EXE_rcompose"))
+        .arg("--root")
+        .arg(root)
+        .args(["-p", "interrupted", "--progress", "plain", "up", "-t", "5"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running rcompose up: {e}"))?;
+    let log = root.join("containers/interrupted-svc-1/interrupted-svc-1-json.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !fs::read_to_string(&log).is_ok_and(|l| l.contains("ready")) {
+        if std::time::Instant::now() > deadline {
+            let _ = run_output(Command::new("kill").args(["-KILL", &child.id().to_string()]));
+            let output = child.wait_with_output().map_err(|e| e.to_string())?;
+            return Err(format!(
+                "svc never said ready: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    run_output(Command::new("kill").args(["-INT", &child.id().to_string()]))?;
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    Ok((
+        output.status.code(),
+        format!(
+            "{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
 }
 
 /// Nothing of the project is left: containers, compose records, namespaces, links,

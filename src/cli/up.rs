@@ -182,12 +182,7 @@ pub fn run(global: &GlobalOptions, args: &UpArgs) -> anyhow::Result<u8> {
             bail!("--exit-code-from {service}: the service is not among those started");
         }
     }
-    // Before any thread exists, so that every thread inherits the mask and only the
-    // signal thread receives Ctrl-C.
     let attached = !args.detach && !args.no_start;
-    if attached {
-        interrupt_signals().thread_block()?;
-    }
     let context = ProjectContext::open(global, &args.services)?;
     let options = UpOptions {
         services: args.services.clone(),
@@ -341,6 +336,12 @@ fn follow_until_done(
     containers: &[ServiceContainer],
     attach: &Attach,
 ) -> anyhow::Result<u8> {
+    // Blocked here, once converging is over and its threads are gone, so that every
+    // thread started from now on inherits the mask and only the signal thread takes
+    // Ctrl-C. Not earlier: children inherit a blocked mask across exec, and the
+    // runtime helper (started by the first create) and so every container would
+    // then never see SIGTERM.
+    interrupt_signals().thread_block()?;
     let project = context.project.name.as_str();
     let sources: Vec<LogSource> = containers
         .iter()
