@@ -76,7 +76,7 @@ fn main() {
         println!("up_down: skipped, cannot create a network namespace: {err}");
         return;
     }
-    let tests: [(&str, TestFn); 3] = [
+    let tests: [(&str, TestFn); 4] = [
         (
             "up_converges_scales_stops_and_down_leaves_nothing",
             detached_lifecycle,
@@ -86,6 +86,7 @@ fn main() {
             attached_up,
         ),
         ("ctrl_c_stops_an_attached_up_gracefully", interrupted_up),
+        ("a_failed_check_creates_nothing", failed_check),
     ];
     let mut failed = false;
     for (name, test) in tests {
@@ -359,6 +360,44 @@ fn interrupt_when_ready(root: &Path, dir: &Path) -> Result<(Option<i32>, String)
             String::from_utf8_lossy(&output.stderr)
         ),
     ))
+}
+
+const BROKEN: &str = r#"
+services:
+  good:
+    image: busybox
+    command: ["sleep", "30"]
+  bad:
+    image: nosuch:1
+  worse:
+    image: nosuch:2
+"#;
+
+/// Every problem is reported at once, and nothing (not even the network) is made.
+fn failed_check(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), BROKEN).map_err(|e| e.to_string())?;
+    let output = rcompose(root, dir, "broken", &["up", "-d"])?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    check_eq(&output.status.code(), &Some(1), "exit code of a failed up")?;
+    for problem in [
+        "the project cannot be started:",
+        "  - service bad: image nosuch:1 not found; pull it or load it",
+        "  - service worse: image nosuch:2 not found; pull it or load it",
+    ] {
+        if !stderr.lines().any(|l| l == problem) {
+            return Err(format!("no line {problem:?} in:\n{stderr}"));
+        }
+    }
+    let engine =
+        NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
+    if engine.network_manager().inspect("broken_default").is_ok() {
+        return Err("a network was created by a failed up".into());
+    }
+    check_eq(
+        &engine.list("broken").map_err(|e| e.to_string())?.len(),
+        &0,
+        "containers made by a failed up",
+    )
 }
 
 /// Nothing of the project is left: containers, compose records, namespaces, links,

@@ -2,13 +2,14 @@
 //! then its networks, and with `-v` its volumes; never external resources. Goes past
 //! every failure and reports them all.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::bail;
 
 use super::up::ProjectContext;
 use super::GlobalOptions;
-use crate::orchestrator::converge::{self, ConvergeOptions};
+use crate::orchestrator::converge::{self, ConvergeOptions, ProgressEvent};
 use crate::orchestrator::plan::{self, DownOptions};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -51,13 +52,14 @@ pub fn run(global: &GlobalOptions, args: &DownArgs) -> anyhow::Result<u8> {
             names.join(", ")
         );
     }
-    if observed.is_empty() && !args.volumes {
-        eprintln!(
-            "WARN[0000] No resource found to remove for project {:?}.",
-            project.name
-        );
-    }
-    let progress = context.progress();
+    let removed_any = AtomicBool::new(false);
+    let print = context.progress();
+    let progress = |event: ProgressEvent| {
+        if event.status == "Removed" {
+            removed_any.store(true, Ordering::Relaxed);
+        }
+        print(event);
+    };
     let errors = converge::down(
         &context.engine,
         project,
@@ -68,6 +70,12 @@ pub fn run(global: &GlobalOptions, args: &DownArgs) -> anyhow::Result<u8> {
         },
         &progress,
     );
+    if errors.is_empty() && !removed_any.load(Ordering::Relaxed) {
+        eprintln!(
+            "WARN[0000] No resource found to remove for project {:?}.",
+            project.name
+        );
+    }
     if !errors.is_empty() {
         bail!(
             "down left the project incomplete:\n  - {}",

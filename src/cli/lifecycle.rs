@@ -45,6 +45,14 @@ pub fn run_start(global: &GlobalOptions, args: &StartArgs) -> anyhow::Result<u8>
             context.project.name
         );
     }
+    // As Compose: a named service must have been created.
+    if let Some(service) = args
+        .services
+        .iter()
+        .find(|s| !observed.iter().any(|c| c.service == **s))
+    {
+        bail!("service {service:?} has no container to start");
+    }
     let progress = context.progress();
     converge::start_containers(
         &context.engine,

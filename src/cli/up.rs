@@ -184,6 +184,11 @@ pub fn run(global: &GlobalOptions, args: &UpArgs) -> anyhow::Result<u8> {
     }
     let attached = !args.detach && !args.no_start;
     let context = ProjectContext::open(global, &args.services)?;
+    if let Some(service) = &args.exit_code_from {
+        if !context.project.services.contains_key(service) {
+            bail!("--exit-code-from {service}: no such service: {service}");
+        }
+    }
     let options = UpOptions {
         services: args.services.clone(),
         no_deps: args.no_deps,
@@ -419,8 +424,10 @@ fn follow_until_done(
         Err(_) => bail!("the log follower stopped unexpectedly"),
     }
     let code = exit_code.into_inner().unwrap_or_else(|e| e.into_inner());
-    match (&attach.exit_code_from, code) {
-        (Some(_), Some(code)) => Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
+    // `--exit-code-from`: that service's code; `--abort-on-container-exit`: the code of
+    // the container that ended the run, as Compose returns them.
+    match code {
+        Some(code) if attach.abort => Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
         _ => Ok(0),
     }
 }
@@ -442,5 +449,32 @@ fn wait_for_interrupts<'scope>(
         } else {
             stop_all(true);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_flags_are_service_equals_count() {
+        let scale = parse_scale(&["web=3".into(), "db=0".into()]).unwrap();
+        assert_eq!(scale["web"], 3);
+        assert_eq!(scale["db"], 0);
+        assert_eq!(
+            parse_scale(&["web".into()]).unwrap_err().to_string(),
+            "invalid --scale \"web\": expected SERVICE=NUM"
+        );
+        assert_eq!(
+            parse_scale(&["web=-1".into()]).unwrap_err().to_string(),
+            "invalid --scale \"web=-1\": the count must be a number from 0"
+        );
+    }
+
+    #[test]
+    fn log_prefixes_drop_the_project_name() {
+        assert_eq!(display_name("demo", "demo-web-1"), "web-1");
+        assert_eq!(display_name("demo", "the-db"), "the-db");
+        assert_eq!(display_name("demo", "demonstration-1"), "demonstration-1");
     }
 }
