@@ -3,8 +3,9 @@
 //! `-d`) follow the started containers' logs until they have all exited or Ctrl-C.
 //!
 //! Ctrl-C is taken with `nix`'s `sigwait` on a thread of its own (SIGINT/SIGTERM
-//! blocked in every other thread), which needs no `unsafe` and no handler crate: the
-//! first stops the containers gracefully, a second kills them.
+//! blocked once converging is over, in every thread), which needs no `unsafe` and no
+//! handler crate: the first stops the containers gracefully (exit 0), a second kills
+//! them. While converging, Ctrl-C still ends the process the default way.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
