@@ -5,8 +5,11 @@
 
 mod common;
 mod config;
+mod down;
 mod image;
+mod lifecycle;
 mod network;
+mod up;
 mod version;
 mod volume;
 
@@ -99,12 +102,24 @@ pub enum Command {
     /// Parse, resolve and render the Compose file in canonical format
     #[command(alias = "convert")]
     Config(config::ConfigArgs),
+    /// Creates containers for a service
+    Create(up::CreateArgs),
+    /// Stop and remove containers, networks
+    Down(down::DownArgs),
     /// Manage the embedded engine's images
     #[command(subcommand)]
     Image(image::ImageCommand),
     /// Manage the embedded engine's networks
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Restart service containers
+    Restart(lifecycle::StopArgs),
+    /// Start services
+    Start(lifecycle::StartArgs),
+    /// Stop services
+    Stop(lifecycle::StopArgs),
+    /// Create and start containers
+    Up(up::UpArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
     /// Manage the embedded engine's volumes
@@ -120,7 +135,13 @@ pub fn run() -> u8 {
     apply_ansi(cli.global.ansi);
     let result = match &cli.command {
         Command::Config(args) => config::run(&cli.global, args),
+        Command::Create(args) => up::run_create(&cli.global, args),
+        Command::Down(args) => down::run(&cli.global, args),
         Command::Image(command) => image::run(&cli.global, command),
+        Command::Restart(args) => lifecycle::run_restart(&cli.global, args),
+        Command::Start(args) => lifecycle::run_start(&cli.global, args),
+        Command::Stop(args) => lifecycle::run_stop(&cli.global, args),
+        Command::Up(args) => up::run(&cli.global, args),
         Command::Network(command) => network::run(&cli.global, command),
         Command::Version(args) => version::run(args),
         Command::Volume(command) => volume::run(&cli.global, command),

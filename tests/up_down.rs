@@ -1,0 +1,584 @@
+//! `rcompose up`/`down`/`create`/`start`/`stop`/`restart` end to end on the native engine
+//! (needs root, cgroups, overlayfs, nftables), running the real binary.
+//!
+//! As tests/native_engine.rs: busybox is fetched first (that needs the host's network),
+//! then the whole process moves into a throwaway network namespace before any thread
+//! exists; every `rcompose` started from here inherits it, so bridges, veths and
+//! nftables rules never touch the host's. Its own `main` (`harness = false`).
+//! Service names do not resolve without the supervisor: nothing here depends on DNS.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use rcompose::backend::native::NativeEngine;
+use rcompose::orchestrator::plan::ContainerState;
+use rcompose_runtime::container::helper;
+use rcompose_runtime::container::rootfs::mount_points;
+
+const PROJECT: &str = "updown";
+
+type TestFn = fn(&Path, &Path) -> Result<(), String>;
+
+fn compose(mode: &str) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo web up $$MODE; exec sleep 300"]
+    environment:
+      MODE: {mode}
+    depends_on:
+      db:
+        condition: service_started
+      init:
+        condition: service_completed_successfully
+  db:
+    image: busybox
+    command: ["sh", "-c", "echo db up; exec sleep 300"]
+    volumes: [data:/data]
+  init:
+    image: busybox
+    command: ["sh", "-c", "sleep 0.5; echo init done"]
+volumes:
+  data: {{}}
+"#
+    )
+}
+
+const ATTACHED: &str = r#"
+services:
+  a:
+    image: busybox
+    command: ["sh", "-c", "echo hello from a"]
+  b:
+    image: busybox
+    command: ["sh", "-c", "sleep 0.3; echo hello from b; exit 3"]
+"#;
+
+fn main() {
+    helper::maybe_run();
+    if !is_root() {
+        println!("up_down: skipped, needs root");
+        return;
+    }
+    let work = tempfile::Builder::new()
+        .prefix("rcompose-updown-test")
+        .tempdir()
+        .unwrap_or_else(|err| panic!("creating a temp dir: {err}"));
+    let root = work.path().join("root");
+    if let Err(reason) = import_busybox(work.path(), &root) {
+        println!("up_down: skipped, no busybox image: {reason}");
+        return;
+    }
+    if let Err(err) = enter_throwaway_netns() {
+        println!("up_down: skipped, cannot create a network namespace: {err}");
+        return;
+    }
+    let tests: [(&str, TestFn); 4] = [
+        (
+            "up_converges_scales_stops_and_down_leaves_nothing",
+            detached_lifecycle,
+        ),
+        (
+            "attached_up_prints_logs_and_returns_the_exit_code",
+            attached_up,
+        ),
+        ("ctrl_c_stops_an_attached_up_gracefully", interrupted_up),
+        ("a_failed_check_creates_nothing", failed_check),
+    ];
+    let mut failed = false;
+    for (name, test) in tests {
+        let dir = work.path().join(name);
+        let result = fs::create_dir_all(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| test(&root, &dir));
+        match result {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(err) => {
+                println!("test {name} ... FAILED: {err}");
+                failed = true;
+            }
+        }
+    }
+    let cleanup = release_netns_dir(&root).and_then(|()| nothing_mounted_under(work.path()));
+    drop(work);
+    if let Err(err) = cleanup {
+        println!("test cleanup ... FAILED: {err}");
+        failed = true;
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}
+
+/// `rcompose --root ROOT -p PROJECT ARGS...` in `dir`.
+fn rcompose(root: &Path, dir: &Path, project: &str, args: &[&str]) -> Result<Output, String> {
+    Command::new(env!("CARGO_BIN_EXE_rcompose"))
+        .arg("--root")
+        .arg(root)
+        .args(["-p", project, "--progress", "plain"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("running rcompose {args:?}: {e}"))
+}
+
+/// Runs and insists on success; returns stderr (the progress lines).
+fn ok(root: &Path, dir: &Path, args: &[&str]) -> Result<String, String> {
+    let output = rcompose(root, dir, PROJECT, args)?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    if output.status.success() {
+        Ok(stderr)
+    } else {
+        Err(format!("rcompose {args:?}: {}: {stderr}", output.status))
+    }
+}
+
+fn has_line(stderr: &str, line: &str) -> Result<(), String> {
+    if stderr.lines().any(|l| l == line) {
+        Ok(())
+    } else {
+        Err(format!("no line {line:?} in:\n{stderr}"))
+    }
+}
+
+fn line_index(stderr: &str, line: &str) -> Result<usize, String> {
+    stderr
+        .lines()
+        .position(|l| l == line)
+        .ok_or_else(|| format!("no line {line:?} in:\n{stderr}"))
+}
+
+fn states(root: &Path) -> Result<Vec<(String, ContainerState)>, String> {
+    let engine =
+        NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
+    let mut states: Vec<(String, ContainerState)> = engine
+        .list(PROJECT)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|c| (c.name, c.state))
+        .collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(states)
+}
+
+fn running_names(root: &Path) -> Result<Vec<String>, String> {
+    Ok(states(root)?
+        .into_iter()
+        .filter(|(_, s)| *s == ContainerState::Running)
+        .map(|(n, _)| n)
+        .collect())
+}
+
+fn detached_lifecycle(root: &Path, dir: &Path) -> Result<(), String> {
+    let result = converge_scale_stop_start(root, dir);
+    // Whatever happened, take the project down and check nothing is left.
+    let down = ok(root, dir, &["down", "-v", "-t", "1"]);
+    result?;
+    let down = down?;
+    has_line(&down, " Container updown-web-1  Removed")?;
+    has_line(&down, " Network updown_default  Removed")?;
+    has_line(&down, " Volume updown_data  Removed")?;
+    if line_index(&down, " Container updown-web-1  Removed")?
+        > line_index(&down, " Container updown-db-1  Stopping")?
+    {
+        return Err(format!("db was stopped before web was removed:\n{down}"));
+    }
+    leftovers(root)
+}
+
+fn converge_scale_stop_start(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), compose("one")).map_err(|e| e.to_string())?;
+    let first = ok(root, dir, &["up", "-d"])?;
+    has_line(&first, " Network updown_default  Created")?;
+    has_line(&first, " Volume updown_data  Created")?;
+    // web waits for db to be started and for init to have exited 0.
+    let web_created = line_index(&first, " Container updown-web-1  Creating")?;
+    if web_created < line_index(&first, " Container updown-db-1  Started")?
+        || web_created < line_index(&first, " Container updown-init-1  Exited")?
+    {
+        return Err(format!("web was created before its dependencies:\n{first}"));
+    }
+    check_eq(
+        &running_names(root)?,
+        &vec!["updown-db-1".to_string(), "updown-web-1".to_string()],
+        "running after up",
+    )?;
+    let states = states(root)?;
+    check_eq(
+        &states
+            .iter()
+            .find(|(n, _)| n == "updown-init-1")
+            .map(|(_, s)| *s),
+        &Some(ContainerState::Exited { exit_code: 0 }),
+        "init after up",
+    )?;
+
+    // Unchanged: nothing is recreated.
+    let again = ok(root, dir, &["up", "-d"])?;
+    has_line(&again, " Container updown-web-1  Running")?;
+    has_line(&again, " Container updown-db-1  Running")?;
+    if again.contains("Recreate") || again.contains("Creating") {
+        return Err(format!("an unchanged project was recreated:\n{again}"));
+    }
+
+    // Only the changed service is recreated.
+    fs::write(dir.join("compose.yaml"), compose("two")).map_err(|e| e.to_string())?;
+    let changed = ok(root, dir, &["up", "-d"])?;
+    has_line(&changed, " Container updown-web-1  Recreated")?;
+    has_line(&changed, " Container updown-db-1  Running")?;
+    if changed.contains("updown-db-1  Recreate") {
+        return Err(format!("db was recreated:\n{changed}"));
+    }
+
+    let scaled = ok(root, dir, &["up", "-d", "--scale", "web=2"])?;
+    has_line(&scaled, " Container updown-web-2  Started")?;
+    has_line(&scaled, " Container updown-web-1  Running")?;
+    check_eq(
+        &running_names(root)?,
+        &vec![
+            "updown-db-1".into(),
+            "updown-web-1".into(),
+            "updown-web-2".into(),
+        ],
+        "running after --scale web=2",
+    )?;
+    let unscaled = ok(root, dir, &["up", "-d", "--scale", "web=1"])?;
+    has_line(&unscaled, " Container updown-web-2  Removed")?;
+    check_eq(
+        &running_names(root)?,
+        &vec!["updown-db-1".to_string(), "updown-web-1".to_string()],
+        "running after --scale web=1",
+    )?;
+
+    let stopped = ok(root, dir, &["stop", "-t", "1"])?;
+    has_line(&stopped, " Container updown-web-1  Stopped")?;
+    check_eq(&running_names(root)?, &Vec::new(), "running after stop")?;
+    ok(root, dir, &["start", "db"])?;
+    check_eq(
+        &running_names(root)?,
+        &vec!["updown-db-1".to_string()],
+        "running after start db",
+    )?;
+    let restarted = ok(root, dir, &["restart", "-t", "1"])?;
+    has_line(&restarted, " Container updown-web-1  Started")?;
+    // As Compose's, `restart` starts the one-shot init again too; it may still run.
+    let mut running = running_names(root)?;
+    running.retain(|name| name != "updown-init-1");
+    check_eq(
+        &running,
+        &vec!["updown-db-1".to_string(), "updown-web-1".to_string()],
+        "running after restart",
+    )?;
+    Ok(())
+}
+
+fn attached_up(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), ATTACHED).map_err(|e| e.to_string())?;
+    let output = rcompose(root, dir, "attached", &["up", "--exit-code-from", "b"])?;
+    let down = rcompose(root, dir, "attached", &["down"])?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    check_eq(
+        &output.status.code(),
+        &Some(3),
+        &format!("exit code of `up --exit-code-from b` ({stderr})"),
+    )?;
+    for line in ["b-1  | hello from b", "b-1 exited with code 3"] {
+        if !stdout.lines().any(|l| l.trim_end() == line) {
+            return Err(format!("no line {line:?} in stdout:\n{stdout}"));
+        }
+    }
+    if !down.status.success() {
+        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
+    }
+    Ok(())
+}
+
+const LONG_RUNNING: &str = r#"
+services:
+  svc:
+    image: busybox
+    command: ["sh", "-c", "trap 'echo bye; exit 0' TERM; echo ready; while true; do sleep 0.1; done"]
+"#;
+
+/// SIGINT (Ctrl-C) to an attached `up`: its containers are stopped with SIGTERM, it
+/// prints their last lines and exits 0.
+fn interrupted_up(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), LONG_RUNNING).map_err(|e| e.to_string())?;
+    let result = interrupt_when_ready(root, dir);
+    let down = rcompose(root, dir, "interrupted", &["down", "-t", "1"])?;
+    let (code, stdout) = result?;
+    if !down.status.success() {
+        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
+    }
+    check_eq(
+        &code,
+        &Some(0),
+        &format!("exit code after Ctrl-C ({stdout})"),
+    )?;
+    for line in ["svc-1  | ready", "svc-1  | bye", "svc-1 exited with code 0"] {
+        if !stdout.lines().any(|l| l.trim_end() == line) {
+            return Err(format!("no line {line:?} in stdout:\n{stdout}"));
+        }
+    }
+    Ok(())
+}
+
+fn interrupt_when_ready(root: &Path, dir: &Path) -> Result<(Option<i32>, String), String> {
+    let child = Command::new(env!("CARGO_BIN_EXE_rcompose"))
+        .arg("--root")
+        .arg(root)
+        .args(["-p", "interrupted", "--progress", "plain", "up", "-t", "5"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("running rcompose up: {e}"))?;
+    let log = root.join("containers/interrupted-svc-1/interrupted-svc-1-json.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !fs::read_to_string(&log).is_ok_and(|l| l.contains("ready")) {
+        if std::time::Instant::now() > deadline {
+            let _ = run_output(Command::new("kill").args(["-KILL", &child.id().to_string()]));
+            let output = child.wait_with_output().map_err(|e| e.to_string())?;
+            return Err(format!(
+                "svc never said ready: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    run_output(Command::new("kill").args(["-INT", &child.id().to_string()]))?;
+    let output = child.wait_with_output().map_err(|e| e.to_string())?;
+    Ok((
+        output.status.code(),
+        format!(
+            "{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    ))
+}
+
+const BROKEN: &str = r#"
+services:
+  good:
+    image: busybox
+    command: ["sleep", "30"]
+  bad:
+    image: nosuch:1
+  worse:
+    image: nosuch:2
+"#;
+
+/// Every problem is reported at once, and nothing (not even the network) is made.
+fn failed_check(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), BROKEN).map_err(|e| e.to_string())?;
+    let output = rcompose(root, dir, "broken", &["up", "-d"])?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    check_eq(&output.status.code(), &Some(1), "exit code of a failed up")?;
+    for problem in [
+        "the project cannot be started:",
+        "  - service bad: image nosuch:1 not found; pull it or load it",
+        "  - service worse: image nosuch:2 not found; pull it or load it",
+    ] {
+        if !stderr.lines().any(|l| l == problem) {
+            return Err(format!("no line {problem:?} in:\n{stderr}"));
+        }
+    }
+    let engine =
+        NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
+    if engine.network_manager().inspect("broken_default").is_ok() {
+        return Err("a network was created by a failed up".into());
+    }
+    check_eq(
+        &engine.list("broken").map_err(|e| e.to_string())?.len(),
+        &0,
+        "containers made by a failed up",
+    )
+}
+
+/// Nothing of the project is left: containers, compose records, namespaces, links,
+/// volumes, mounts.
+fn leftovers(root: &Path) -> Result<(), String> {
+    let engine =
+        NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
+    check_eq(
+        &engine.runtime().list().map_err(|e| e.to_string())?,
+        &Vec::<String>::new(),
+        "containers left",
+    )?;
+    check_eq(
+        &dir_names(&root.join("compose")),
+        &Vec::new(),
+        "compose records left",
+    )?;
+    check_eq(
+        &dir_names(&root.join("netns")),
+        &Vec::new(),
+        "network namespaces left",
+    )?;
+    if engine.network_manager().inspect("updown_default").is_ok() {
+        return Err("the network is left".into());
+    }
+    if engine.volume_store().inspect("updown_data").is_ok() {
+        return Err("the volume is left".into());
+    }
+    let links = run_output(Command::new("ip").args(["-o", "link", "show"]))?;
+    let names: Vec<&str> = links
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n))
+        .collect();
+    check_eq(&names, &vec!["lo"], "links left")?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    // The netns directory itself stays a mount point until the runtime releases it.
+    let netns_dir = root.join("netns");
+    if let Some(point) = mount_points(&mountinfo)
+        .find(|p| Path::new(p).starts_with(root) && Path::new(p) != netns_dir)
+    {
+        return Err(format!("still mounted: {point}"));
+    }
+    Ok(())
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.') && !n.ends_with(".lock"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn check_eq<T: PartialEq + std::fmt::Debug>(got: &T, want: &T, what: &str) -> Result<(), String> {
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("{what}: got {got:?}, want {want:?}"))
+    }
+}
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+fn enter_throwaway_netns() -> Result<(), String> {
+    // Single-threaded here: every child started later lives in the new namespace too.
+    // SAFETY: only the network namespace is unshared; no other thread exists.
+    #[allow(unsafe_code)]
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .map_err(|e| e.to_string())?;
+    run_output(Command::new("ip").args(["link", "set", "lo", "up"])).map(|_| ())
+}
+
+fn release_netns_dir(root: &Path) -> Result<(), String> {
+    match rcompose_runtime::network::netns::release_netns_dir(root) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!(
+            "network namespace files are left in {}",
+            root.display()
+        )),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+fn nothing_mounted_under(dir: &Path) -> Result<(), String> {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let left = mount_points(&mountinfo).find(|p| Path::new(p).starts_with(dir));
+    match left {
+        Some(point) => Err(format!("still mounted: {point}")),
+        None => Ok(()),
+    }
+}
+
+/// Debian's busybox-static as a one-layer image `busybox:latest`, imported from a rootfs
+/// tar with `rcompose image import`.
+fn import_busybox(work: &Path, root: &Path) -> Result<(), String> {
+    let download = work.join("deb");
+    fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    run_output(
+        Command::new("apt-get")
+            .args(["download", "-q", "busybox-static"])
+            .current_dir(&download),
+    )?;
+    let deb = fs::read_dir(&download)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download left no .deb")?;
+    let unpacked = work.join("unpacked");
+    run_output(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
+    let busybox = unpacked.join("bin/busybox");
+    let applets = run_output(Command::new(&busybox).arg("--list"))?;
+    let tar_path = work.join("rootfs.tar");
+    write_rootfs_tar(&tar_path, &busybox, &applets)
+        .map_err(|e| format!("building the rootfs tar: {e}"))?;
+    run_output(
+        Command::new(env!("CARGO_BIN_EXE_rcompose"))
+            .arg("--root")
+            .arg(root)
+            .args(["image", "import"])
+            .arg(&tar_path)
+            .args(["busybox:latest", "--change", "ENV PATH=/bin"]),
+    )
+    .map(|_| ())
+}
+
+fn write_rootfs_tar(path: &PathBuf, busybox: &Path, applets: &str) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(fs::File::create(path)?);
+    for dir in ["bin", "dev", "etc", "proc", "sys", "tmp", "root"] {
+        let mut header = tar_header(tar::EntryType::Directory, 0o755, 0);
+        tar.append_data(&mut header, dir, std::io::empty())?;
+    }
+    let mut add_file = |path: &str, data: &[u8], mode: u32| {
+        let mut header = tar_header(tar::EntryType::Regular, mode, data.len() as u64);
+        tar.append_data(&mut header, path, data)
+    };
+    add_file("bin/busybox", &fs::read(busybox)?, 0o755)?;
+    add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+    add_file("etc/group", b"root:x:0:\n", 0o644)?;
+    for applet in applets.lines().filter(|a| *a != "busybox") {
+        let mut header = tar_header(tar::EntryType::Symlink, 0o777, 0);
+        tar.append_link(&mut header, format!("bin/{applet}"), "busybox")?;
+    }
+    tar.finish()
+}
+
+/// A root-owned entry.
+fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header
+}
+
+fn run_output(command: &mut Command) -> Result<String, String> {
+    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{command:?}: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
