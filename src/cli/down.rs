@@ -70,6 +70,8 @@ pub fn run(global: &GlobalOptions, args: &DownArgs) -> anyhow::Result<u8> {
         },
         &progress,
     );
+    // With no container left, the project's supervisor cleans up and exits.
+    crate::supervisor::reload_if_running(&global.root, &project.name);
     if errors.is_empty() && !removed_any.load(Ordering::Relaxed) {
         eprintln!(
             "WARN[0000] No resource found to remove for project {:?}.",

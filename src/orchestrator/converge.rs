@@ -30,6 +30,7 @@ use super::plan::{
 use crate::backend::native::record::TeardownRecord;
 use crate::backend::native::{NativeEngine, NativeError};
 use crate::graph::{Dependency, GraphError, ServiceGraph};
+use crate::orchestrator::health::HealthStatus;
 use crate::project::model::Project;
 
 /// An engine call's error, whatever the engine.
@@ -56,6 +57,9 @@ pub trait ContainerEngine: Sync {
     fn remove(&self, id: &str, anonymous_volumes: bool) -> EngineResult<()>;
     /// Blocks until the container has exited; its exit code.
     fn wait_exit(&self, id: &str) -> EngineResult<i32>;
+    /// Blocks until the container's healthcheck passes; an error when it turns
+    /// unhealthy, the container exits, or it has no healthcheck.
+    fn wait_healthy(&self, project: &Project, id: &str) -> EngineResult<()>;
     /// Removes a network; `Ok(false)` when it does not exist.
     fn remove_network(&self, name: &str) -> EngineResult<bool>;
     /// Removes a volume; `Ok(false)` when it does not exist.
@@ -413,9 +417,16 @@ impl<E: ContainerEngine> Run<'_, E> {
                 }
                 Ok(())
             }
-            "service_healthy" => Err(format!(
-                "service {service}: depends_on.{dependency}: condition service_healthy needs the health status kept by the project supervisor, which is not available yet"
-            )),
+            "service_healthy" => {
+                for id in ids {
+                    report(self.progress, ResourceKind::Container, id, "Waiting");
+                    self.engine
+                        .wait_healthy(self.project, id)
+                        .map_err(|e| format!("service {service}: depends_on.{dependency}: {e}"))?;
+                    report(self.progress, ResourceKind::Container, id, "Healthy");
+                }
+                Ok(())
+            }
             other => Err(format!(
                 "service {service}: depends_on.{dependency}: unknown condition {other:?}"
             )),
@@ -800,12 +811,12 @@ pub fn stop_containers<E: ContainerEngine>(
     }
 }
 
-/// Called by `up` once the containers are started. The lead adds the project
-/// supervisor's start here (DNS for the project's networks, published-port
-/// reservations, restart policies and healthchecks); until then there is nothing to do.
+/// Called by `up`, `start` and `restart` once the containers are started: the project
+/// supervisor (DNS for the project's networks, published-port reservations, restart
+/// policies and healthchecks) runs and has seen them.
 pub fn after_converge(root: &Path, project: &Project) -> Result<(), ConvergeError> {
-    let _ = (root, project);
-    Ok(())
+    crate::supervisor::ensure_running(root, project)
+        .map_err(|e| ConvergeError::Failed(vec![e.to_string()]))
 }
 
 /// [`ContainerEngine`] over the native engine. Creating and starting need the engine
@@ -814,6 +825,7 @@ pub fn after_converge(root: &Path, project: &Project) -> Result<(), ConvergeErro
 pub struct SharedNative {
     engine: RwLock<NativeEngine>,
     waiter: Runtime,
+    root: std::path::PathBuf,
 }
 
 impl SharedNative {
@@ -821,6 +833,7 @@ impl SharedNative {
         Self {
             engine: RwLock::new(engine),
             waiter: Runtime::new(program, root),
+            root: root.to_path_buf(),
         }
     }
 
@@ -846,6 +859,25 @@ impl SharedNative {
     pub fn log_path(&self, id: &str) -> std::path::PathBuf {
         self.waiter.log_path(id)
     }
+
+    /// The Compose project a container belongs to, from its labels.
+    fn project_of(&self, id: &str) -> Option<String> {
+        let record = self.waiter.inspect(id).ok()?;
+        record
+            .config
+            .labels
+            .get(crate::orchestrator::labels::PROJECT)
+            .cloned()
+    }
+
+    /// Every stop and kill through here is its user's: the supervisor's restart
+    /// policy must not bring the container back.
+    fn mark_stopped(&self, id: &str) -> EngineResult<()> {
+        if let Some(project) = self.project_of(id) {
+            crate::supervisor::mark_stopped_by_user(&self.root, &project, id)?;
+        }
+        Ok(())
+    }
 }
 
 impl ContainerEngine for SharedNative {
@@ -863,15 +895,21 @@ impl ContainerEngine for SharedNative {
     }
 
     fn start(&self, id: &str) -> EngineResult<()> {
+        // Started by its user: restart policies apply to it again.
+        if let Some(project) = self.project_of(id) {
+            crate::supervisor::clear_stopped_by_user(&self.root, &project, id)?;
+        }
         Ok(self.write().start(id)?)
     }
 
     fn stop(&self, id: &str, timeout: Option<Duration>) -> EngineResult<()> {
+        self.mark_stopped(id)?;
         self.read().stop(id, timeout)?;
         Ok(())
     }
 
     fn kill(&self, id: &str) -> EngineResult<()> {
+        self.mark_stopped(id)?;
         Ok(self.waiter.kill(id, 9, true)?)
     }
 
@@ -894,6 +932,42 @@ impl ContainerEngine for SharedNative {
 
     fn wait_exit(&self, id: &str) -> EngineResult<i32> {
         Ok(self.waiter.wait(id)?.code)
+    }
+
+    /// The supervisor runs the healthchecks: start it (or have it look again), then
+    /// watch the state it writes.
+    fn wait_healthy(&self, project: &Project, id: &str) -> EngineResult<()> {
+        crate::supervisor::ensure_running(&self.root, project)?;
+        let service = self
+            .waiter
+            .inspect(id)?
+            .config
+            .labels
+            .get(crate::orchestrator::labels::SERVICE)
+            .cloned()
+            .unwrap_or_default();
+        let has_check = crate::supervisor::ServicePolicies::from_project(project)?
+            .health(&service)
+            .is_some();
+        if !has_check {
+            return Err(format!("container {id} has no healthcheck").into());
+        }
+        loop {
+            let health = crate::supervisor::read_health(&self.root, &project.name, id);
+            match health.map(|h| h.status) {
+                Some(HealthStatus::Healthy) => return Ok(()),
+                Some(HealthStatus::Unhealthy) => {
+                    return Err(
+                        format!("dependency failed to start: container {id} is unhealthy").into(),
+                    )
+                }
+                _ => {}
+            }
+            if self.waiter.state(id)?.state == rcompose_runtime::container::status::State::Stopped {
+                return Err(format!("dependency failed to start: container {id} exited").into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn remove_network(&self, name: &str) -> EngineResult<bool> {
@@ -1012,6 +1086,17 @@ mod tests {
             self.record(format!("wait {id}"));
             let service = id.split('-').nth(1).unwrap_or_default();
             Ok(self.exit_codes.get(service).copied().unwrap_or(0))
+        }
+        /// Healthy unless the service exits non-zero in `exit_codes` (then unhealthy).
+        fn wait_healthy(&self, _project: &Project, id: &str) -> EngineResult<()> {
+            self.record(format!("wait healthy {id}"));
+            let service = id.split('-').nth(1).unwrap_or_default();
+            match self.exit_codes.get(service) {
+                Some(code) if *code != 0 => {
+                    Err(format!("dependency failed to start: container {id} is unhealthy").into())
+                }
+                _ => Ok(()),
+            }
         }
         fn remove_network(&self, name: &str) -> EngineResult<bool> {
             self.record(format!("remove network {name}"));
@@ -1146,13 +1231,31 @@ mod tests {
     }
 
     #[test]
-    fn service_healthy_needs_the_supervisor() {
-        let engine = FakeEngine::default();
+    fn service_healthy_waits_for_the_dependency_and_fails_when_unhealthy() {
         let yaml = "services:\n  web:\n    image: busybox\n    depends_on:\n      db: {condition: service_healthy}\n  db:\n    image: busybox\n";
+        let engine = FakeEngine::default();
         let (result, _) = up(&engine, yaml, 4);
-        assert!(result.unwrap_err().to_string().starts_with(
-            "service web: depends_on.db: condition service_healthy needs the health status"
-        ));
+        result.unwrap();
+        let calls = engine.calls();
+        let waited = calls
+            .iter()
+            .position(|c| c == "wait healthy demo-db-1")
+            .unwrap();
+        let web = calls
+            .iter()
+            .position(|c| c.starts_with("create demo-web"))
+            .unwrap();
+        assert!(waited < web, "{calls:?}");
+
+        let engine = FakeEngine {
+            exit_codes: [("db".to_string(), 1)].into_iter().collect(),
+            ..FakeEngine::default()
+        };
+        let (result, _) = up(&engine, yaml, 4);
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "service web: depends_on.db: dependency failed to start: container demo-db-1 is unhealthy"
+        );
     }
 
     #[test]

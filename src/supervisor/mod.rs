@@ -110,6 +110,13 @@ pub fn maybe_run() {
         std::process::exit(2);
     };
     let project = project.to_string_lossy().into_owned();
+    // Its starter may have blocked signals (an attached `up` waiting for Ctrl-C); the
+    // mask would reach every container it restarts.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
     let code = match server::run(Path::new(root), &project) {
         Ok(()) => 0,
         Err(err) => {

@@ -168,6 +168,10 @@ pub fn maybe_run() {
     if std::env::args_os().nth(1).as_deref() != Some(std::ffi::OsStr::new(HELPER_ARG)) {
         return;
     }
+    // Signals its caller blocked must not stay blocked here (nor in the monitors).
+    if let Err(err) = super::process::unblock_all_signals() {
+        eprintln!("rcompose container helper: {err}");
+    }
     let code = match run_helper() {
         Ok(()) => 0,
         Err(err) => {

@@ -31,6 +31,7 @@ pub fn fork_child(child: impl FnOnce() -> i32) -> io::Result<i32> {
 /// Rust runtime ignores SIGPIPE, for one): without this every container process
 /// would start with them ignored (`yes | head -1` would never end).
 pub fn reset_signal_dispositions() -> io::Result<()> {
+    unblock_all_signals()?;
     // SAFETY: SIG_DFL installs no handler, so no Rust code can run in a signal context.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(io::Error::from)?;
     // The raw system call: glibc refuses to touch the two real-time signals it
@@ -57,6 +58,15 @@ pub fn reset_signal_dispositions() -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Empties the signal mask. A blocked signal stays blocked across fork and exec:
+/// a caller that blocks SIGINT/SIGTERM to wait for them (an attached `up`) would
+/// otherwise hand that mask to the helper and every container, which could then only
+/// be stopped with SIGKILL.
+pub fn unblock_all_signals() -> io::Result<()> {
+    use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(io::Error::from)
 }
 
 /// The kernel's `struct sigaction` (not glibc's), as `rt_sigaction` takes it.
