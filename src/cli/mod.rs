@@ -5,8 +5,12 @@
 
 mod common;
 mod config;
+mod exec;
 mod image;
+mod logs;
 mod network;
+mod port;
+mod ps;
 mod version;
 mod volume;
 
@@ -103,6 +107,14 @@ pub enum Command {
     /// Manage the embedded engine's networks
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// View output from containers
+    Logs(logs::LogsArgs),
+    /// Print the public port for a port binding
+    Port(port::PortArgs),
+    /// List containers
+    Ps(ps::PsArgs),
     /// Show the rcompose version information
     Version(version::VersionArgs),
     /// Manage the embedded engine's volumes
@@ -120,6 +132,10 @@ pub fn run() -> u8 {
         Command::Config(args) => config::run(&cli.global, args),
         Command::Image(command) => image::run(&cli.global, command),
         Command::Network(command) => network::run(&cli.global, command),
+        Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Logs(args) => logs::run(&cli.global, args),
+        Command::Port(args) => port::run(&cli.global, args),
+        Command::Ps(args) => ps::run(&cli.global, args),
         Command::Version(args) => version::run(args),
         Command::Volume(command) => volume::run(&cli.global, command),
         Command::Volumes(args) => volume::run_project(&cli.global, args),
