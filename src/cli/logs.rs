@@ -26,8 +26,8 @@ use crate::ui::logs::{
 
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
-    /// Follow log output
-    #[arg(short, long)]
+    /// Follow log output (`-f` is the global `--file` here)
+    #[arg(long)]
     follow: bool,
     /// Number of lines to show from the end of the logs for each container
     #[arg(short = 'n', long, default_value = "all")]

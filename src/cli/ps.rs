@@ -598,7 +598,7 @@ mod tests {
         assert_eq!(quoted_command("sleep 300", true), "\"sleep 300\"");
         assert_eq!(
             quoted_command("sh -c 'echo hello; sleep 1000'", true),
-            "\"sh -c 'echo hello;…\""
+            "\"sh -c 'echo hello; …\""
         );
         assert_eq!(
             quoted_command("sh -c 'echo \"hi\"; sleep 1000'", false),
@@ -618,7 +618,9 @@ mod tests {
         ];
         assert_eq!(
             ports_text(&ports),
-            "0.0.0.0:53->53/udp, 0.0.0.0:9000-9001->9000-9001/tcp, 0.0.0.0:9003->9003/tcp, 127.0.0.1:8080->80/tcp"
+            // As Docker: a range closed by a gap comes first, open ones follow in the
+            // order they began, then the mappings to another port.
+            "0.0.0.0:9000-9001->9000-9001/tcp, 0.0.0.0:53->53/udp, 0.0.0.0:9003->9003/tcp, 127.0.0.1:8080->80/tcp"
         );
         assert_eq!(ports_text(&[]), "");
     }
