@@ -196,7 +196,11 @@ fn copy_output(from: &mut File, to: &mut impl Write) {
         match from.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => {
-                if to.write_all(&buffer[..n]).and_then(|()| to.flush()).is_err() {
+                if to
+                    .write_all(&buffer[..n])
+                    .and_then(|()| to.flush())
+                    .is_err()
+                {
                     break;
                 }
             }
@@ -239,13 +243,20 @@ mod tests {
             replica(1, ContainerState::Running),
             replica(2, ContainerState::Exited { exit_code: 0 }),
         ];
-        assert_eq!(running_replica(&containers, "web", 1).unwrap().id, "demo-web-1");
         assert_eq!(
-            running_replica(&containers, "web", 2).unwrap_err().to_string(),
+            running_replica(&containers, "web", 1).unwrap().id,
+            "demo-web-1"
+        );
+        assert_eq!(
+            running_replica(&containers, "web", 2)
+                .unwrap_err()
+                .to_string(),
             "service \"web\" is not running container #2"
         );
         assert_eq!(
-            running_replica(&containers, "db", 1).unwrap_err().to_string(),
+            running_replica(&containers, "db", 1)
+                .unwrap_err()
+                .to_string(),
             "service \"db\" is not running container #1"
         );
     }
@@ -254,16 +265,18 @@ mod tests {
     fn bare_env_names_come_from_our_environment() {
         let lookup = |key: &str| (key == "HOME").then(|| "/root".to_string());
         assert_eq!(
-            environment(&["A=1".into(), "HOME".into(), "UNSET".into(), "B=".into()], lookup),
+            environment(
+                &["A=1".into(), "HOME".into(), "UNSET".into(), "B=".into()],
+                lookup
+            ),
             ["A=1", "HOME=/root", "B="]
         );
     }
 
     #[test]
     fn start_failures_map_to_docker_codes() {
-        let missing = LifecycleError::Refused(
-            "exec demo-web-1: executable file not found in $PATH".into(),
-        );
+        let missing =
+            LifecycleError::Refused("exec demo-web-1: executable file not found in $PATH".into());
         assert_eq!(start_failure(&missing).unwrap(), EXIT_NOT_FOUND);
         let denied = LifecycleError::Refused("exec demo-web-1: permission denied".into());
         assert_eq!(start_failure(&denied).unwrap(), EXIT_CANNOT_RUN);

@@ -74,7 +74,9 @@ impl Selection {
         };
         !identity.oneoff
             && (self.services.is_empty() || self.services.contains(&identity.service))
-            && self.index.is_none_or(|index| identity.number == Some(index))
+            && self
+                .index
+                .is_none_or(|index| identity.number == Some(index))
     }
 
     /// The container's log under Compose's prefix: its name without `<project>-`.

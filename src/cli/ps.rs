@@ -560,7 +560,10 @@ mod tests {
     #[test]
     fn durations_read_like_docker() {
         let d = Duration::from_secs;
-        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(d(1)), "1 second");
         assert_eq!(human_duration(d(5)), "5 seconds");
         assert_eq!(human_duration(d(59)), "59 seconds");
@@ -590,7 +593,10 @@ mod tests {
         assert_eq!(status_text(&c, now), "Up 5 seconds (Paused)");
         let exited = summary(ContainerState::Exited { exit_code: 3 });
         assert_eq!(status_text(&exited, at(140)), "Exited (3) 2 minutes ago");
-        assert_eq!(status_text(&summary(ContainerState::Created), now), "Created");
+        assert_eq!(
+            status_text(&summary(ContainerState::Created), now),
+            "Created"
+        );
     }
 
     #[test]
@@ -604,7 +610,10 @@ mod tests {
             quoted_command("sh -c 'echo \"hi\"; sleep 1000'", false),
             "\"sh -c 'echo \\\"hi\\\"; sleep 1000'\""
         );
-        assert_eq!(quoted_command(&"x".repeat(20), true), format!("\"{}\"", "x".repeat(20)));
+        assert_eq!(
+            quoted_command(&"x".repeat(20), true),
+            format!("\"{}\"", "x".repeat(20))
+        );
     }
 
     #[test]
@@ -671,7 +680,11 @@ mod tests {
         assert!(!selected(&exited, false, &[]));
         assert!(selected(&exited, true, &[]));
         assert!(selected(&exited, false, &["exited".into()]));
-        assert!(!selected(&summary(ContainerState::Running), true, &["exited".into()]));
+        assert!(!selected(
+            &summary(ContainerState::Running),
+            true,
+            &["exited".into()]
+        ));
     }
 
     #[test]
