@@ -28,7 +28,7 @@ use rcompose_runtime::image::reference::Reference;
 use rcompose_runtime::image::store::Store;
 
 const PROJECT: &str = "pslogs";
-const CONTAINERS: [&str; 2] = ["pslogs-job-1", "pslogs-web-1"];
+const CONTAINERS: [&str; 3] = ["pslogs-job-1", "pslogs-job-2", "pslogs-web-1"];
 
 /// `web` prints three lines, then one more each time /tmp/go appears (made with
 /// `exec`), so `logs -f` has a line written while it follows. `job` exits with 3.
@@ -112,6 +112,10 @@ fn with_project(root: &Path, cli: &Cli) -> Vec<TestResult> {
     let mut results = Vec::new();
     if started.is_ok() {
         results.extend(checks(cli));
+        results.push((
+            "logs_follow_picks_up_a_new_replica",
+            logs_follow_new_replica(cli, &mut engine, &project),
+        ));
     }
     results.insert(0, ("start_project", started));
     results.push(("teardown", bounded_teardown(engine)));
@@ -161,19 +165,8 @@ fn checks(cli: &Cli) -> Vec<TestResult> {
 
 fn start_project(engine: &mut NativeEngine, project: &Project) -> Result<(), String> {
     engine.ensure_networks(project).map_err(|e| e.to_string())?;
-    let project_labels = ProjectLabels {
-        name: project.name.clone(),
-        working_dir: "/tmp".into(),
-        ..ProjectLabels::default()
-    };
     for service in ["web", "job"] {
-        let definition = &project.services[service];
-        let labels =
-            ContainerLabels::replica(&project_labels, service, definition, "test-hash", 1).build();
-        let created = engine
-            .create_container(project, service, 1, &labels)
-            .map_err(|e| e.to_string())?;
-        engine.start(&created.id).map_err(|e| e.to_string())?;
+        start_replica(engine, project, service, 1)?;
     }
     // The job has exited and web has written its first lines.
     eventually(|| {
@@ -197,6 +190,75 @@ fn start_project(engine: &mut NativeEngine, project: &Project) -> Result<(), Str
             Err(format!("web's log so far: {log:?}"))
         }
     })
+}
+
+/// Creates and starts replica `number` of `service`, as `up` would.
+fn start_replica(
+    engine: &mut NativeEngine,
+    project: &Project,
+    service: &str,
+    number: u32,
+) -> Result<(), String> {
+    let project_labels = ProjectLabels {
+        name: project.name.clone(),
+        working_dir: "/tmp".into(),
+        ..ProjectLabels::default()
+    };
+    let definition = &project.services[service];
+    let labels =
+        ContainerLabels::replica(&project_labels, service, definition, "test-hash", number).build();
+    let created = engine
+        .create_container(project, service, number, &labels)
+        .map_err(|e| e.to_string())?;
+    engine.start(&created.id).map_err(|e| e.to_string())
+}
+
+/// `logs --follow` of the whole project shows a replica created after it began.
+fn logs_follow_new_replica(
+    cli: &Cli,
+    engine: &mut NativeEngine,
+    project: &Project,
+) -> Result<(), String> {
+    let (mut child, lines) = follow_lines(cli, &["logs", "--follow", "--no-color", "--tail", "0"])?;
+    let result = (|| {
+        // Let the follow start watching before the replica appears.
+        std::thread::sleep(Duration::from_millis(500));
+        start_replica(engine, project, "job", 2)?;
+        let line = lines
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| "the new replica's output was not printed".to_string())?;
+        check_eq(
+            &line.as_str(),
+            &"job-2  | job done",
+            "the new replica's line",
+        )
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// Spawns rcompose with `args` and sends each line of its stdout to the receiver.
+fn follow_lines(
+    cli: &Cli,
+    args: &[&str],
+) -> Result<(std::process::Child, mpsc::Receiver<String>), String> {
+    let mut child = cli
+        .command(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (sender, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((child, lines))
 }
 
 fn ps_table(cli: &Cli) -> Result<(), String> {
@@ -343,21 +405,10 @@ fn logs_snapshot(cli: &Cli) -> Result<(), String> {
 }
 
 fn logs_follow(cli: &Cli) -> Result<(), String> {
-    let mut child = cli
-        .command(&["logs", "--follow", "--no-color", "--tail", "1", "web"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, lines) = follow_lines(
+        cli,
+        &["logs", "--follow", "--no-color", "--tail", "1", "web"],
+    )?;
     let result = (|| {
         let first = lines
             .recv_timeout(Duration::from_secs(10))
