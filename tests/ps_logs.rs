@@ -159,6 +159,7 @@ fn checks(cli: &Cli) -> Vec<TestResult> {
         ("exec_returns_the_exit_code_and_output", exec_output(cli)),
         ("exec_env_user_workdir", exec_options(cli)),
         ("exec_errors", exec_errors(cli)),
+        ("exec_on_a_terminal_gets_a_tty", exec_tty(cli)),
         ("port_prints_the_published_address", port(cli)),
     ]
 }
@@ -483,6 +484,36 @@ fn exec_options(cli: &Cli) -> Result<(), String> {
         &"hello there 1000 1000 /tmp\n",
         "exec -e -u -w",
     )
+}
+
+/// Under `script` (our stdin a terminal) exec allocates a tty by default, relays its
+/// output and returns the command's exit code; `-T` gives the command none.
+fn exec_tty(cli: &Cli) -> Result<(), String> {
+    let under_terminal = |exec_args: &str| -> Result<Output, String> {
+        let line = format!(
+            "{} --root {} -f {} -p {PROJECT} exec {exec_args}",
+            env!("CARGO_BIN_EXE_rcompose"),
+            cli.root.display(),
+            cli.compose_file.display()
+        );
+        Command::new("script")
+            .args(["-qefc", &line, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("script: {e}"))
+    };
+    let output = under_terminal("web sh -c 'tty; exit 4'")?;
+    let out = text(&output.stdout);
+    check_eq(&output.status.code(), &Some(4), "exit code through the tty")?;
+    if !out.contains("/dev/pts/") {
+        return Err(format!("the command has no tty: {out:?}"));
+    }
+    let output = under_terminal("-T web tty")?;
+    let out = text(&output.stdout);
+    if !out.contains("not a tty") {
+        return Err(format!("-T still gave a tty: {out:?}"));
+    }
+    Ok(())
 }
 
 fn exec_errors(cli: &Cli) -> Result<(), String> {
