@@ -6,9 +6,13 @@
 mod common;
 mod config;
 mod down;
+mod exec;
 mod image;
 mod lifecycle;
+mod logs;
 mod network;
+mod port;
+mod ps;
 mod up;
 mod version;
 mod volume;
@@ -112,6 +116,14 @@ pub enum Command {
     /// Manage the embedded engine's networks
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// View output from containers
+    Logs(logs::LogsArgs),
+    /// Print the public port for a port binding
+    Port(port::PortArgs),
+    /// List containers
+    Ps(ps::PsArgs),
     /// Restart service containers
     Restart(lifecycle::StopArgs),
     /// Start services
@@ -143,6 +155,10 @@ pub fn run() -> u8 {
         Command::Stop(args) => lifecycle::run_stop(&cli.global, args),
         Command::Up(args) => up::run(&cli.global, args),
         Command::Network(command) => network::run(&cli.global, command),
+        Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Logs(args) => logs::run(&cli.global, args),
+        Command::Port(args) => port::run(&cli.global, args),
+        Command::Ps(args) => ps::run(&cli.global, args),
         Command::Version(args) => version::run(args),
         Command::Volume(command) => volume::run(&cli.global, command),
         Command::Volumes(args) => volume::run_project(&cli.global, args),
