@@ -142,6 +142,9 @@ fn up_and_down(root: &Path) -> Result<(), String> {
 }
 
 fn run_all(engine: &mut NativeEngine, project: &Project, root: &Path) -> Result<(), String> {
+    // As `up` does: the supervisor runs before any container starts, so the first DNS
+    // query of each is answered.
+    rcompose::supervisor::ensure_running(root, project).map_err(|e| e.to_string())?;
     let mut created: Vec<CreatedContainer> = Vec::new();
     for service in ["web", "client", "flaky"] {
         let container = create(engine, project, service)?;

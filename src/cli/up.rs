@@ -3,9 +3,9 @@
 //! `-d`) follow the started containers' logs until they have all exited or Ctrl-C.
 //!
 //! Ctrl-C is taken with `nix`'s `sigwait` on a thread of its own (SIGINT/SIGTERM
-//! blocked once converging is over, in every thread), which needs no `unsafe` and no
-//! handler crate: the first stops the containers gracefully (exit 0), a second kills
-//! them. While converging, Ctrl-C still ends the process the default way.
+//! blocked from the start, in every thread), which needs no `unsafe` and no handler
+//! crate: the first stops the containers gracefully (exit 0), a second kills them. A
+//! Ctrl-C while converging waits, pending, until the containers are up.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -184,6 +184,12 @@ pub fn run(global: &GlobalOptions, args: &UpArgs) -> anyhow::Result<u8> {
         }
     }
     let attached = !args.detach && !args.no_start;
+    if attached {
+        // Before any thread exists, so that every thread inherits it and Ctrl-C waits,
+        // pending, for the signal thread of the log follow. The processes started from
+        // here (runtime helper, container monitors, supervisor) clear their mask.
+        interrupt_signals().thread_block()?;
+    }
     let context = ProjectContext::open(global, &args.services)?;
     if let Some(service) = &args.exit_code_from {
         if !context.project.services.contains_key(service) {
@@ -248,6 +254,11 @@ fn converge_project(
         .with_engine(|engine| engine.check_project(project, &planned))?;
     let progress = context.progress();
     ensure_resources(context, &progress)?;
+    if !options.no_start {
+        // Before any container starts: its DNS server must answer from the first query
+        // (the supervisor adds each container's record as soon as it is connected).
+        converge::after_converge(&context.root, project)?;
+    }
     let outcome = converge::converge(
         &context.engine,
         project,
@@ -342,11 +353,8 @@ fn follow_until_done(
     containers: &[ServiceContainer],
     attach: &Attach,
 ) -> anyhow::Result<u8> {
-    // Blocked here, once converging is over and its threads are gone, so that every
-    // thread started from now on inherits the mask and only the signal thread takes
-    // Ctrl-C. Not earlier: children inherit a blocked mask across exec, and the
-    // runtime helper (started by the first create) and so every container would
-    // then never see SIGTERM.
+    // Already blocked since `run` began (a no-op then); only the signal thread takes
+    // Ctrl-C.
     interrupt_signals().thread_block()?;
     let project = context.project.name.as_str();
     let sources: Vec<LogSource> = containers

@@ -129,6 +129,9 @@ impl Supervisor {
             self.project,
             std::process::id()
         );
+        // A container's DNS record must exist before it starts: reload whenever a
+        // network record changes (a container connected or disconnected).
+        let _watcher = self.watch_networks();
         self.clone().reload().await;
         loop {
             tokio::select! {
@@ -145,6 +148,29 @@ impl Supervisor {
         }
         eprintln!("supervisor of {} exits", self.project);
         Ok(())
+    }
+
+    /// Asks for a reload on every change in `<root>/networks` (inotify).
+    fn watch_networks(self: &Arc<Self>) -> Option<notify::RecommendedWatcher> {
+        use notify::Watcher;
+        let this = self.clone();
+        let handle = tokio::runtime::Handle::current();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                if event.is_ok() {
+                    let this = this.clone();
+                    handle.spawn(async move { this.recheck.notify_one() });
+                }
+            })
+            .map_err(|err| eprintln!("watching the network records: {err}"))
+            .ok()?;
+        let dir = self.root.join("networks");
+        let _ = fs::create_dir_all(&dir);
+        watcher
+            .watch(&dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|err| eprintln!("watching {}: {err}", dir.display()))
+            .ok()?;
+        Some(watcher)
     }
 
     async fn answer(self: Arc<Self>, stream: UnixStream) {
@@ -197,7 +223,9 @@ impl Supervisor {
                 return;
             }
         };
-        if containers.is_empty() {
+        // The project is gone when neither containers nor networks are left (during
+        // `up` the networks come first, the containers after).
+        if containers.is_empty() && networks.is_empty() {
             self.emptied
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             self.done.notify_one();
