@@ -197,6 +197,7 @@ struct OutputPipe {
 
 /// An exec'd process and the connection that waits for its exit.
 struct ExecProcess {
+    pid: i32,
     pidfd: OwnedFd,
     client: OwnedFd,
 }
@@ -232,6 +233,10 @@ struct Monitor {
     kill_deadline: Option<Instant>,
     drain_deadline: Option<Instant>,
     exec_counter: u64,
+    /// Children nobody waits for are left (an exec that failed to start leaves
+    /// libcontainer's intermediate and init processes): reap them on a timer, or the
+    /// container's pid namespace can never end.
+    strays: bool,
 }
 
 impl Monitor {
@@ -289,6 +294,7 @@ impl Monitor {
             kill_deadline: None,
             drain_deadline: None,
             exec_counter: 0,
+            strays: false,
         })
     }
 
@@ -308,6 +314,7 @@ impl Monitor {
                 }
             };
             self.handle_deadlines();
+            self.reap_strays();
             // Highest index first, so removing one keeps the others' indexes valid.
             for source in ready.into_iter().rev() {
                 if let Err(err) = self.handle(source) {
@@ -369,10 +376,43 @@ impl Monitor {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.kill_deadline, self.drain_deadline]
+        let stray_check = self
+            .strays
+            .then(|| Instant::now() + Duration::from_millis(200));
+        [self.kill_deadline, self.drain_deadline, stray_check]
             .into_iter()
             .flatten()
             .min()
+    }
+
+    /// Reaps children that are neither the container's init nor a tracked exec'd
+    /// process; remembers whether some are still running.
+    fn reap_strays(&mut self) {
+        let own = std::process::id();
+        let Ok(text) = fs::read_to_string(format!("/proc/self/task/{own}/children")) else {
+            return;
+        };
+        let tracked: Vec<i32> = std::iter::once(self.pid)
+            .chain(self.execs.iter().map(|e| e.pid))
+            .collect();
+        let mut running = false;
+        for child in text
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            if tracked.contains(&child) {
+                continue;
+            }
+            let Some(pid) = Pid::from_raw(child) else {
+                continue;
+            };
+            match rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::NOHANG) {
+                Ok(Some(_)) => {}
+                Ok(None) => running = true,
+                Err(_) => {}
+            }
+        }
+        self.strays = running;
     }
 
     fn handle_deadlines(&mut self) {
@@ -664,13 +704,15 @@ impl Monitor {
         let client = self.clients.remove(index);
         match result {
             Err(message) => {
+                // libcontainer's processes of the failed exec may still be exiting.
+                self.strays = true;
                 let _ = send_message(client.as_fd(), &MonitorReply::Error { message }, &[]);
             }
             Ok((pid, pidfd, master)) => {
                 let reply = MonitorReply::ExecStarted { pid };
                 let fds: Vec<BorrowedFd<'_>> = master.iter().map(|m| m.as_fd()).collect();
                 let _ = send_message(client.as_fd(), &reply, &fds);
-                self.execs.push(ExecProcess { pidfd, client });
+                self.execs.push(ExecProcess { pid, pidfd, client });
             }
         }
     }
