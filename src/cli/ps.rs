@@ -687,10 +687,10 @@ mod tests {
     fn health_file_is_read_when_present() {
         let root = tempfile::tempdir().unwrap();
         assert_eq!(read_health(root.path(), "demo", "demo-web-1"), None);
-        let dir = root.path().join("compose/demo/health");
-        fs::create_dir_all(&dir).unwrap();
+        let path = crate::supervisor::health_file(root.path(), "demo", "demo-web-1");
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(
-            dir.join("demo-web-1.json"),
+            &path,
             r#"{"Status":"healthy","FailingStreak":0,"Log":[]}"#,
         )
         .unwrap();
