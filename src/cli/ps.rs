@@ -689,11 +689,7 @@ mod tests {
         assert_eq!(read_health(root.path(), "demo", "demo-web-1"), None);
         let path = crate::supervisor::health_file(root.path(), "demo", "demo-web-1");
         fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(
-            &path,
-            r#"{"Status":"healthy","FailingStreak":0,"Log":[]}"#,
-        )
-        .unwrap();
+        fs::write(&path, r#"{"Status":"healthy","FailingStreak":0,"Log":[]}"#).unwrap();
         assert_eq!(
             read_health(root.path(), "demo", "demo-web-1").as_deref(),
             Some("healthy")
