@@ -106,11 +106,15 @@ pub(super) fn run(root: &Path, project: &str) -> Result<(), SupervisorError> {
         emptied: std::sync::atomic::AtomicBool::new(false),
     });
     let result = runtime.block_on(supervisor.clone().serve());
+    // Its tasks (health probes writing files, port retries) end before the cleanup.
+    runtime.shutdown_timeout(Duration::from_secs(2));
     // The socket goes before the lock: a new supervisor may start at once.
     let _ = fs::remove_file(dir.join(SOCKET));
     if supervisor.emptied.load(std::sync::atomic::Ordering::SeqCst) {
         // Nothing of the project is left: neither is its directory.
-        let _ = fs::remove_dir_all(&dir);
+        if let Err(err) = fs::remove_dir_all(&dir) {
+            eprintln!("removing {}: {err}", dir.display());
+        }
     }
     drop(lock);
     result
