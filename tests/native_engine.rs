@@ -11,6 +11,9 @@
 //! any thread exists, so bridges, veths and nftables rules never touch the host's. Its
 //! own `main` (`harness = false`): the runtime helper is this binary re-executed.
 
+mod kernel_support;
+use kernel_support::{check_eq, is_root, nothing_mounted_under, release_netns_dir};
+
 use std::fs;
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
@@ -460,26 +463,6 @@ fn eventually<T>(mut check: impl FnMut() -> Result<T, String>) -> Result<T, Stri
     }
 }
 
-fn check_eq<T: PartialEq + std::fmt::Debug>(got: &T, want: &T, what: &str) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("{what}: got {got:?}, want {want:?}"))
-    }
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn enter_throwaway_netns() -> Result<(), String> {
     // The process is single-threaded here, so every thread and child started later
     // (the helper, the monitors, `ip`, `nft`) lives in the new namespace too.
@@ -488,26 +471,6 @@ fn enter_throwaway_netns() -> Result<(), String> {
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
         .map_err(|e| e.to_string())?;
     run_output(Command::new("ip").args(["link", "set", "lo", "up"])).map(|_| ())
-}
-
-fn release_netns_dir(root: &Path) -> Result<(), String> {
-    match rcompose_runtime::network::netns::release_netns_dir(root) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!(
-            "network namespace files are left in {}",
-            root.display()
-        )),
-        Err(err) => Err(err.to_string()),
-    }
-}
-
-fn nothing_mounted_under(dir: &Path) -> Result<(), String> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    let left = mount_points(&mountinfo).find(|p| Path::new(p).starts_with(dir));
-    match left {
-        Some(point) => Err(format!("still mounted: {point}")),
-        None => Ok(()),
-    }
 }
 
 /// Debian's busybox-static as a one-layer image `busybox:latest` in `<root>/images`,

@@ -8,6 +8,9 @@
 //! runs inherit it). Its own `main` (`harness = false`): the runtime helper is this
 //! binary re-executed.
 
+mod kernel_support;
+use kernel_support::{check_eq, is_root, nothing_mounted_under, release_netns_dir};
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -22,7 +25,6 @@ use rcompose::project::discover::{ConfigSource, Environment, ProjectInputs};
 use rcompose::project::loader::{load, LoadSettings};
 use rcompose::project::model::Project;
 use rcompose_runtime::container::helper;
-use rcompose_runtime::container::rootfs::mount_points;
 use rcompose_runtime::image::import::import;
 use rcompose_runtime::image::reference::Reference;
 use rcompose_runtime::image::store::Store;
@@ -665,26 +667,6 @@ fn eventually<T>(mut check: impl FnMut() -> Result<T, String>) -> Result<T, Stri
     }
 }
 
-fn check_eq<T: PartialEq + std::fmt::Debug>(got: &T, want: &T, what: &str) -> Result<(), String> {
-    if got == want {
-        Ok(())
-    } else {
-        Err(format!("{what}: got {got:?}, want {want:?}"))
-    }
-}
-
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 fn enter_throwaway_netns() -> Result<(), String> {
     // The process is single-threaded here, so every thread and child started later
     // (the helper, the monitors, the rcompose binary) lives in the new namespace too.
@@ -693,26 +675,6 @@ fn enter_throwaway_netns() -> Result<(), String> {
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
         .map_err(|e| e.to_string())?;
     run_output(Command::new("ip").args(["link", "set", "lo", "up"])).map(|_| ())
-}
-
-fn release_netns_dir(root: &Path) -> Result<(), String> {
-    match rcompose_runtime::network::netns::release_netns_dir(root) {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!(
-            "network namespace files are left in {}",
-            root.display()
-        )),
-        Err(err) => Err(err.to_string()),
-    }
-}
-
-fn nothing_mounted_under(dir: &Path) -> Result<(), String> {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    let left = mount_points(&mountinfo).find(|p| Path::new(p).starts_with(dir));
-    match left {
-        Some(point) => Err(format!("still mounted: {point}")),
-        None => Ok(()),
-    }
 }
 
 /// Debian's busybox-static as a one-layer image `busybox:latest` in `<root>/images`,
