@@ -244,7 +244,9 @@ fn web_becomes_healthy(root: &Path) -> Result<(), String> {
         .join("health/nativee2e-web-1.json");
     eventually(|| {
         let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        if text.contains(r#""Status":"healthy""#) {
+        let health: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if health["Status"] == "healthy" {
             Ok(())
         } else {
             Err(format!("web's health: {text}"))

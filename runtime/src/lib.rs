@@ -5,6 +5,7 @@
 //! build on it.
 #![deny(unsafe_code)]
 
+pub mod atomic_file;
 pub mod container;
 pub mod image;
 mod lock;

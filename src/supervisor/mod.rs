@@ -203,6 +203,8 @@ fn spawn(root: &Path, project: &str, dir: &Path) -> Result<(), SupervisorError> 
         .stderr(err_log)
         // Out of the terminal's process group: Ctrl-C in the shell is not for it.
         .process_group(0)
+        // Long-lived and small: mimalloc's eager arena commit would double its memory.
+        .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
         .spawn()
         .map(drop)
         .map_err(|source| io_error(project, "starting the supervisor for", dir, source))

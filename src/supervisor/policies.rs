@@ -2,9 +2,10 @@
 //! `up` writes it as `services.json` in the project's directory, so a supervisor
 //! started later (or after a crash) knows it without the project's files.
 
+use rcompose_runtime::atomic_file::replace_json;
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -78,14 +79,7 @@ impl ServicePolicies {
     /// Writes `services.json` atomically.
     pub fn save(&self, dir: &Path) -> Result<(), PolicyError> {
         let path = dir.join(FILE);
-        let write = || -> io::Result<()> {
-            let body = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-            let mut file = tempfile::NamedTempFile::new_in(dir)?;
-            file.write_all(&body)?;
-            file.persist(&path).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().map_err(|source| PolicyError::Io {
+        replace_json(&path, self, 0o600).map_err(|source| PolicyError::Io {
             action: "writing",
             path: path.clone(),
             source,

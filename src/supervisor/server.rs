@@ -15,15 +15,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use rcompose_runtime::container::lifecycle::{LifecycleError, Runtime};
+use rcompose_runtime::container::status::{ContainerState as ContainerRuntimeState, ExitStatus};
 use rcompose_runtime::network::dns::{DnsRegistry, DnsServer, DnsServerConfig};
 use rcompose_runtime::network::hostfiles::{
     read_host_file, upstreams_from_resolv_conf, HOST_RESOLV_CONF,
 };
 use rcompose_runtime::network::manager::NetworkRecord;
 use rcompose_runtime::network::ports::{self, PortReservation, Protocol};
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 
 use super::policies::ServicePolicies;
 use super::prober::ExecProber;
@@ -33,6 +35,7 @@ use crate::orchestrator::health::{run_health_loop, HealthMonitor, HealthSpec, To
 use crate::orchestrator::labels;
 use crate::orchestrator::plan::ContainerState;
 use crate::orchestrator::restart::{Decision, Exit, RestartManager};
+use rcompose_runtime::atomic_file::replace_json;
 
 /// How long a published port that is still held by someone else (the `up` that
 /// created its container, until it exits) is retried.
@@ -59,8 +62,13 @@ struct Supervisor {
     state: Mutex<State>,
     /// Signalled when the supervisor should exit.
     done: Notify,
-    /// Signalled when a watcher ended: the project may have no container left.
+    /// Signalled when the disk should be looked at again (a container exited or
+    /// restarted, a network record changed, a command asked).
     recheck: Notify,
+    /// Reloads asked for so far, and (through the watch) the last one served: a
+    /// burst of requests is served by one reload that starts after all of them.
+    reloads_requested: AtomicU64,
+    reloads_done: watch::Sender<u64>,
     /// Set when it exits because the project has no container left.
     emptied: std::sync::atomic::AtomicBool,
 }
@@ -89,6 +97,10 @@ pub(super) fn run(root: &Path, project: &str) -> Result<(), SupervisorError> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Blocking work here is short (reloads, starts, health probes); idle threads
+        // go soon, as each keeps its own allocator pages.
+        .max_blocking_threads(32)
+        .thread_keep_alive(Duration::from_secs(1))
         .enable_all()
         .build()
         .map_err(|source| io_error(project, "starting the async runtime for", &dir, source))?;
@@ -103,6 +115,8 @@ pub(super) fn run(root: &Path, project: &str) -> Result<(), SupervisorError> {
         state: Mutex::new(State::default()),
         done: Notify::new(),
         recheck: Notify::new(),
+        reloads_requested: AtomicU64::new(0),
+        reloads_done: watch::channel(0).0,
         emptied: std::sync::atomic::AtomicBool::new(false),
     });
     let result = runtime.block_on(supervisor.clone().serve());
@@ -136,13 +150,11 @@ impl Supervisor {
         // A container's DNS record must exist before it starts: reload whenever a
         // network record changes (a container connected or disconnected).
         let _watcher = self.watch_networks();
-        self.clone().reload().await;
+        tokio::spawn(self.clone().reload_when_asked());
+        self.reload_and_wait().await;
         loop {
             tokio::select! {
                 () = self.done.notified() => break,
-                () = self.recheck.notified() => {
-                    tokio::spawn(self.clone().reload());
-                }
                 accepted = listener.accept() => {
                     if let Ok((stream, _)) = accepted {
                         tokio::spawn(self.clone().answer(stream));
@@ -161,9 +173,12 @@ impl Supervisor {
         let handle = tokio::runtime::Handle::current();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok() {
+                // Only changes count: the reload's own reads of the records
+                // (access events) must not ask for another reload.
+                let changed = event.is_ok_and(|e| !matches!(e.kind, notify::EventKind::Access(_)));
+                if changed {
                     let this = this.clone();
-                    handle.spawn(async move { this.recheck.notify_one() });
+                    handle.spawn(async move { this.request_reload() });
                 }
             })
             .map_err(|err| eprintln!("watching the network records: {err}"))
@@ -183,7 +198,7 @@ impl Supervisor {
         while let Ok(Some(line)) = lines.next_line().await {
             let reply = match serde_json::from_str::<Request>(&line) {
                 Ok(Request::Reload) => {
-                    self.clone().reload().await;
+                    self.reload_and_wait().await;
                     Reply {
                         ok: true,
                         message: String::new(),
@@ -208,6 +223,31 @@ impl Supervisor {
             if write.write_all(text.as_bytes()).await.is_err() {
                 return;
             }
+        }
+    }
+
+    /// Asks for a reload, served soon by `reload_when_asked`; its number.
+    fn request_reload(&self) -> u64 {
+        let number = self.reloads_requested.fetch_add(1, Ordering::SeqCst) + 1;
+        self.recheck.notify_one();
+        number
+    }
+
+    /// Returns once a reload that started after this call has finished.
+    async fn reload_and_wait(&self) {
+        let mut done = self.reloads_done.subscribe();
+        let number = self.request_reload();
+        let _ = done.wait_for(|served| *served >= number).await;
+    }
+
+    /// Serves reload requests one at a time: requests that arrive during a reload
+    /// are all served by the next one.
+    async fn reload_when_asked(self: Arc<Self>) {
+        loop {
+            self.recheck.notified().await;
+            let number = self.reloads_requested.load(Ordering::SeqCst);
+            self.clone().reload().await;
+            self.reloads_done.send_replace(number);
         }
     }
 
@@ -392,18 +432,11 @@ impl Supervisor {
             .map(|p| p.restart_policy(&service))
             .unwrap_or_default();
         let mut manager = RestartManager::new(policy);
+        let runtime = Runtime::new(&self.program, &self.root);
         loop {
-            let runtime = Runtime::new(&self.program, &self.root);
-            let waited_id = id.clone();
-            let waited = tokio::task::spawn_blocking(move || {
-                let status = runtime.wait(&waited_id)?;
-                let state = runtime.state(&waited_id)?;
-                Ok::<_, LifecycleError>((status, state))
-            })
-            .await;
-            let (status, state) = match waited {
-                Ok(Ok(done)) => done,
-                _ => break, // removed, or unreadable: nothing left to watch
+            let (status, state) = match wait_for_exit(&runtime, &id).await {
+                Ok(done) => done,
+                Err(_) => break, // removed, or unreadable: nothing left to watch
             };
             let ran_for = match (state.started_at, state.finished_at) {
                 (Some(start), Some(end)) => end.duration_since(start).unwrap_or_default(),
@@ -431,7 +464,7 @@ impl Supervisor {
                     }
                     eprintln!("restarted {id} (exit code {})", status.code);
                     // Its healthcheck starts again with the new process.
-                    self.recheck.notify_one();
+                    self.request_reload();
                 }
             }
         }
@@ -439,7 +472,7 @@ impl Supervisor {
             state.watched.remove(&id);
         }
         // Its removal may have been the last: have the server look again.
-        self.recheck.notify_one();
+        self.request_reload();
     }
 
     /// Runs the container's healthcheck while it runs, writing its state (Docker's
@@ -462,14 +495,8 @@ impl Supervisor {
             container: id.clone(),
         };
         run_health_loop(&prober, &mut monitor, &TokioClock::new(), |update| {
-            let written = serde_json::to_vec(update.state)
-                .map_err(std::io::Error::other)
-                .and_then(|body| {
-                    fs::create_dir_all(&dir)?;
-                    let temp = dir.join(format!(".{id}.json"));
-                    fs::write(&temp, body)?;
-                    fs::rename(&temp, &path)
-                });
+            let written =
+                fs::create_dir_all(&dir).and_then(|()| replace_json(&path, update.state, 0o600));
             if let Err(err) = written {
                 eprintln!("health of {id}: {err}");
             }
@@ -517,6 +544,20 @@ impl Supervisor {
     fn stopped_by_user(&self, id: &str) -> bool {
         self.dir.join("stopped").join(id).exists()
     }
+}
+
+/// Waits for the container's process to exit, on the event loop rather than on a
+/// thread of its own (a project may have hundreds of containers); its exit status and
+/// final state.
+async fn wait_for_exit(
+    runtime: &Runtime,
+    id: &str,
+) -> Result<(ExitStatus, ContainerRuntimeState), LifecycleError> {
+    let status = match runtime.begin_wait(id)? {
+        Some(pending) => pending.exited(runtime).await?,
+        None => runtime.wait(id)?,
+    };
+    Ok((status, runtime.state(id)?))
 }
 
 /// A time as recorded in a `handled` marker.

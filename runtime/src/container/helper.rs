@@ -115,6 +115,10 @@ impl HelperClient {
             // Out of the terminal's foreground group: Ctrl-C is the supervisor's to
             // handle, never a reason for the helper to die mid-create.
             .process_group(0)
+            // The helper and its monitors live long and do little: with mimalloc
+            // (rcompose's allocator) committing arenas eagerly, each would keep
+            // hundreds of KiB it never uses. Other allocators ignore this.
+            .env("MIMALLOC_ARENA_EAGER_COMMIT", "0")
             .spawn()
             .map_err(spawn_error)?;
         Ok(HelperClient {

@@ -189,6 +189,59 @@ impl ExecSession {
     }
 }
 
+/// A wait already sent to a container's monitor. Its descriptor turns readable when
+/// the container has exited, so an event loop can wait for many containers without a
+/// thread each; [`PendingWait::finish`] then takes the exit status without blocking.
+pub struct PendingWait {
+    id: String,
+    connection: OwnedFd,
+}
+
+impl AsFd for PendingWait {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.connection.as_fd()
+    }
+}
+
+impl PendingWait {
+    /// How the container ended (blocks until then when called before the descriptor
+    /// is readable).
+    pub fn finish(self, runtime: &Runtime) -> Result<ExitStatus, LifecycleError> {
+        match wire::recv_message::<MonitorReply>(self.connection.as_fd()) {
+            Ok(Some((MonitorReply::Exited { status }, _))) => Ok(status),
+            Ok(Some((MonitorReply::Error { message }, _))) => Err(LifecycleError::Refused(message)),
+            Ok(Some((other, _))) => Err(unexpected_monitor_reply(&self.id, &other)),
+            // The monitor left without answering: its exit record tells.
+            Ok(None) => runtime.last_exit(&self.id),
+            Err(e) => Err(monitor_error(&self.id, e)),
+        }
+    }
+
+    /// [`PendingWait::finish`] on a tokio event loop: waits for the answer without
+    /// holding a thread.
+    pub async fn exited(self, runtime: &Runtime) -> Result<ExitStatus, LifecycleError> {
+        let PendingWait { id, connection } = self;
+        let io = |source| LifecycleError::Io {
+            id: id.clone(),
+            action: "waiting for its exit",
+            source,
+        };
+        // Tokio has no packet-socket type; its stream type serves to learn readiness
+        // safely, the packet itself is read as everywhere else.
+        let socket = std::os::unix::net::UnixStream::from(connection);
+        socket.set_nonblocking(true).map_err(io)?;
+        let socket = tokio::net::UnixStream::from_std(socket).map_err(io)?;
+        socket.readable().await.map_err(io)?;
+        let socket = socket.into_std().map_err(io)?;
+        socket.set_nonblocking(false).map_err(io)?;
+        PendingWait {
+            id: id.clone(),
+            connection: OwnedFd::from(socket),
+        }
+        .finish(runtime)
+    }
+}
+
 /// Runs containers. Holds no per-container state: every fact lives on disk or
 /// in the containers' monitors.
 pub struct Runtime {
@@ -399,10 +452,25 @@ impl Runtime {
     /// Blocks until the container's main process has exited and its output is
     /// written; at once for a stopped container.
     pub fn wait(&self, id: &str) -> Result<ExitStatus, LifecycleError> {
-        match self.call(id, &MonitorRequest::Wait, &[])? {
-            Some(MonitorReply::Exited { status }) => Ok(status),
-            Some(other) => Err(unexpected_monitor_reply(id, &other)),
+        match self.begin_wait(id)? {
+            Some(pending) => pending.finish(self),
             None => self.last_exit(id),
+        }
+    }
+
+    /// Starts a [`Runtime::wait`] without blocking; `None` when the container has no
+    /// process now (then `wait` answers at once).
+    pub fn begin_wait(&self, id: &str) -> Result<Option<PendingWait>, LifecycleError> {
+        let Some(connection) = self.connect(id)? else {
+            return Ok(None);
+        };
+        match wire::send_message(connection.as_fd(), &MonitorRequest::Wait, &[]) {
+            Ok(()) => Ok(Some(PendingWait {
+                id: id.to_string(),
+                connection,
+            })),
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) => Ok(None),
+            Err(e) => Err(monitor_error(id, WireError::Io(e))),
         }
     }
 
@@ -735,8 +803,7 @@ fn save_monitor_config(config: &MonitorConfig) -> Result<(), LifecycleError> {
 }
 
 fn write_json(id: &str, path: &Path, value: &impl serde::Serialize) -> Result<(), LifecycleError> {
-    let body = serde_json::to_vec_pretty(value).map_err(io::Error::other);
-    body.and_then(|body| fs::write(path, body))
+    crate::atomic_file::replace_json(path, value, 0o600)
         .map_err(|source| io_error(id, "writing its records", source))
 }
 

@@ -2,7 +2,7 @@
 //! last run ended, and the `exit.json` record a monitor leaves behind.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
@@ -74,12 +74,7 @@ impl ExitRecord {
     /// Writes `exit.json` atomically: a reader sees the old record or the new one.
     pub fn save(&self, container_dir: &Path) -> io::Result<()> {
         let body = serde_json::to_vec(self).map_err(io::Error::other)?;
-        let mut file = tempfile::NamedTempFile::new_in(container_dir)?;
-        file.write_all(&body)?;
-        file.as_file().sync_all()?;
-        file.persist(container_dir.join(EXIT_FILE))
-            .map_err(|e| e.error)?;
-        Ok(())
+        crate::atomic_file::replace_durably(&container_dir.join(EXIT_FILE), &body, 0o600)
     }
 
     /// Forgets the last run (before the container starts again).

@@ -8,9 +8,8 @@
 //! the file, as with Docker's user-defined networks.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -516,20 +515,14 @@ fn write_atomically(path: &Path, contents: &str) -> Result<(), HostFilesError> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
-    file.write_all(contents.as_bytes()).map_err(error)?;
     // Readable by the container's non-root users too.
-    file.as_file()
-        .set_permissions(fs::Permissions::from_mode(0o644))
-        .map_err(error)?;
-    file.persist(path).map_err(|persist| error(persist.error))?;
-    Ok(())
+    crate::atomic_file::replace(path, contents.as_bytes(), 0o644).map_err(error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     const HOST: &str = "# managed by someone\n\
 nameserver 127.0.0.53\n\

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -774,15 +774,7 @@ impl Ipam {
             }
         };
         let json = serde_json::to_vec_pretty(state).map_err(|e| io_error("encode")(e.into()))?;
-        let mut temp = tempfile::Builder::new()
-            .prefix(".tmp-ipam-")
-            .tempfile_in(&self.dir)
-            .map_err(io_error("create a temporary file for"))?;
-        temp.write_all(&json).map_err(io_error("write"))?;
-        temp.as_file().sync_all().map_err(io_error("sync"))?;
-        temp.persist(&path)
-            .map_err(|e| io_error("replace")(e.error))?;
-        Ok(())
+        crate::atomic_file::replace_durably(&path, &json, 0o600).map_err(io_error("write"))
     }
 }
 

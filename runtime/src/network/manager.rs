@@ -515,14 +515,8 @@ impl NetworkManager {
 
     fn save(&self, record: &NetworkRecord) -> Result<(), NetworkError> {
         let path = self.record_path(&record.name);
-        let write = || -> io::Result<()> {
-            let body = serde_json::to_vec_pretty(record).map_err(io::Error::other)?;
-            let mut file = tempfile::NamedTempFile::new_in(&self.dir)?;
-            io::Write::write_all(&mut file, &body)?;
-            file.persist(&path).map_err(|e| e.error)?;
-            Ok(())
-        };
-        write().map_err(|source| io_error("writing", &path, source))
+        crate::atomic_file::replace_json(&path, record, 0o600)
+            .map_err(|source| io_error("writing", &path, source))
     }
 }
 

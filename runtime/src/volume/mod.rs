@@ -23,7 +23,7 @@ pub mod seed;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -45,7 +45,7 @@ const RECORD_FILE: &str = "volume.json";
 const STORE_LOCK: &str = "lock";
 const SEED_LOCK: &str = "seed.lock";
 /// Entries that are not (yet, or any more) volumes start with this; names cannot.
-const TEMP_PREFIX: &str = ".tmp-";
+use crate::atomic_file::TEMP_PREFIX;
 /// Largest volume.json read; a real one is a few hundred bytes.
 const MAX_RECORD_BYTES: u64 = 1 << 20;
 
@@ -615,21 +615,11 @@ fn check_same_options(existing: &Volume, wanted: &BTreeMap<String, String>) -> R
 }
 
 fn write_json(path: &Path, volume: &Volume) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut temp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(io_error("write", path))?;
     let text = serde_json::to_vec_pretty(volume).map_err(|source| VolumeError::Corrupt {
         path: path.to_path_buf(),
         source,
     })?;
-    temp.write_all(&text).map_err(io_error("write", path))?;
-    temp.as_file().sync_all().map_err(io_error("write", path))?;
-    set_mode(temp.path(), 0o644)?;
-    temp.persist(path)
-        .map_err(|e| io_error("write", path)(e.error))?;
-    Ok(())
+    crate::atomic_file::replace_durably(path, &text, 0o644).map_err(io_error("write", path))
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {

@@ -2,6 +2,7 @@
 //! sandbox joined and the volumes it attached, kept in `<root>/compose/<id>/` (with its
 //! resolv.conf, hosts and hostname) so that any process can remove it later.
 
+use rcompose_runtime::atomic_file::replace_json;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -46,11 +47,7 @@ impl TeardownRecord {
     pub fn save(&self, root: &Path) -> io::Result<()> {
         let dir = record_dir(root, &self.id);
         fs::create_dir_all(&dir)?;
-        let body = serde_json::to_vec_pretty(self).map_err(io::Error::other)?;
-        let mut file = tempfile::NamedTempFile::new_in(&dir)?;
-        io::Write::write_all(&mut file, &body)?;
-        file.persist(dir.join(RECORD_FILE)).map_err(|e| e.error)?;
-        Ok(())
+        replace_json(&dir.join(RECORD_FILE), self, 0o600)
     }
 
     /// `None` when the container has no record (not made by this engine, or removed).
