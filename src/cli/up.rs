@@ -325,7 +325,7 @@ fn converge_project(
         &progress,
     )?;
     for warning in &outcome.warnings {
-        eprintln!("WARN[0000] {warning}");
+        context.display.message(&format!("WARN[0000] {warning}"));
     }
     if !options.no_start {
         converge::after_converge(&context.root, project)?;

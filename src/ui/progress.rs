@@ -11,7 +11,6 @@
 //! Everything goes to stderr: stdout is for container logs and command results.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -252,6 +251,21 @@ impl ProgressDisplay {
         }
     }
 
+    /// Prints a line of its own (a warning) to stderr; the tty display moves below it
+    /// instead of drawing over it.
+    pub fn message(&self, line: &str) {
+        if self.mode != ProgressMode::Tty || self.shared.finished.load(Ordering::SeqCst) {
+            eprintln!("{line}");
+            return;
+        }
+        let mut board = self.shared.lock();
+        let _ = self.shared.term.clear_last_lines(board.drawn);
+        let _ = self.shared.term.write_line(line);
+        board.drawn = 0;
+        drop(board);
+        self.shared.draw();
+    }
+
     /// Ends the tty display: the spinner stops and the last state stays on screen.
     /// Later events print as plain lines. Idempotent.
     pub fn finish(&self) {
@@ -298,8 +312,8 @@ impl Shared {
         let _ = self.term.clear_last_lines(board.drawn);
         let mut out = lines.join("\n");
         out.push('\n');
-        let _ = (&self.term).write_all(out.as_bytes());
-        let _ = (&self.term).flush();
+        let _ = self.term.write_str(&out);
+        let _ = self.term.flush();
         board.drawn = lines.len();
     }
 }

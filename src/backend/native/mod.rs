@@ -1258,6 +1258,30 @@ mod engine_tests {
     }
 
     #[test]
+    fn a_replacement_takes_over_its_predecessors_anonymous_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        let labels: Labels = [(labels::PROJECT.to_owned(), "demo".to_owned())].into();
+        let volume = |target: &str, recreation: bool| {
+            engine
+                .anonymous_volume(&labels, "demo-web-1", target, recreation)
+                .unwrap()
+        };
+        let first = volume("/data", false);
+        // Recreated: the unattached volume of the same container and target is reused.
+        assert_eq!(volume("/data", true), first);
+        assert_ne!(volume("/cache", true), first);
+        // Created anew (no predecessor): a volume of its own, as Compose makes.
+        let fresh = volume("/data", false);
+        assert_ne!(fresh, first);
+        // A volume attached to a container is never taken over.
+        engine.volume_store().attach(&first, "demo-web-1").unwrap();
+        engine.volume_store().attach(&fresh, "demo-web-1").unwrap();
+        let taken = [first, fresh];
+        assert!(!taken.contains(&volume("/data", true)));
+    }
+
+    #[test]
     fn replicas_are_named_like_compose() {
         let p = project(
             "services:\n  web:\n    image: busybox\n  db:\n    image: busybox\n    container_name: the-db\n",
