@@ -79,7 +79,7 @@ fn main() {
         println!("up_down: skipped, cannot create a network namespace: {err}");
         return;
     }
-    let tests: [(&str, TestFn); 4] = [
+    let tests: [(&str, TestFn); 10] = [
         (
             "up_converges_scales_stops_and_down_leaves_nothing",
             detached_lifecycle,
@@ -90,6 +90,21 @@ fn main() {
         ),
         ("ctrl_c_stops_an_attached_up_gracefully", interrupted_up),
         ("a_failed_check_creates_nothing", failed_check),
+        (
+            "up_wait_returns_when_healthy_and_one_shots_are_done",
+            wait_until_healthy,
+        ),
+        (
+            "up_wait_fails_on_a_failed_or_unhealthy_container",
+            wait_fails,
+        ),
+        ("up_wait_timeout_fails_clearly", wait_times_out),
+        ("attach_and_no_attach_choose_the_logs", attach_flags),
+        (
+            "renew_anon_volumes_drops_the_data_kept_otherwise",
+            renew_anonymous_volumes,
+        ),
+        ("progress_json_prints_one_event_per_line", progress_json),
     ];
     let mut failed = false;
     for (name, test) in tests {
@@ -118,14 +133,48 @@ fn main() {
 
 /// `rcompose --root ROOT -p PROJECT ARGS...` in `dir`.
 fn rcompose(root: &Path, dir: &Path, project: &str, args: &[&str]) -> Result<Output, String> {
+    rcompose_progress(root, dir, project, "plain", args)
+}
+
+/// The same with `--progress MODE`.
+fn rcompose_progress(
+    root: &Path,
+    dir: &Path,
+    project: &str,
+    mode: &str,
+    args: &[&str],
+) -> Result<Output, String> {
     Command::new(env!("CARGO_BIN_EXE_rcompose"))
         .arg("--root")
         .arg(root)
-        .args(["-p", project, "--progress", "plain"])
+        .args(["-p", project, "--progress", mode])
         .args(args)
         .current_dir(dir)
         .output()
         .map_err(|e| format!("running rcompose {args:?}: {e}"))
+}
+
+/// Runs `project`'s `ARGS`, then `down -v -t 1` whatever happened; the run's exit code
+/// and stderr (down must succeed).
+fn run_then_down(
+    root: &Path,
+    dir: &Path,
+    project: &str,
+    args: &[&str],
+) -> Result<(Option<i32>, String, String), String> {
+    let output = rcompose(root, dir, project, args)?;
+    let down = rcompose(root, dir, project, &["down", "-v", "-t", "1"])?;
+    if !down.status.success() {
+        return Err(format!(
+            "{project}: down: {}",
+            String::from_utf8_lossy(&down.stderr)
+        ));
+    }
+    Ok((
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    ))
 }
 
 /// Runs and insists on success; returns stderr (the progress lines).
@@ -544,4 +593,342 @@ fn run_output(command: &mut Command) -> Result<String, String> {
             String::from_utf8_lossy(&output.stderr).trim()
         ))
     }
+}
+
+const WAIT_OK: &str = r#"
+services:
+  web:
+    image: busybox
+    command: ["sleep", "300"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 300ms
+  init:
+    image: busybox
+    command: ["sh", "-c", "sleep 0.3; echo done"]
+  plain:
+    image: busybox
+    command: ["sleep", "300"]
+    depends_on:
+      init:
+        condition: service_completed_successfully
+"#;
+
+/// `up --wait`: back once web is healthy, plain running and init exited 0 (it has, as
+/// plain waited for it); it is detached, and every container is left as it should be.
+fn wait_until_healthy(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), WAIT_OK).map_err(|e| e.to_string())?;
+    let project = "waitok";
+    let output = rcompose(
+        root,
+        dir,
+        project,
+        &["up", "--wait", "--wait-timeout", "60"],
+    );
+    let engine =
+        NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
+    let mut seen: Vec<(String, ContainerState)> = engine
+        .list(project)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|c| (c.name, c.state))
+        .collect();
+    seen.sort_by(|a, b| a.0.cmp(&b.0));
+    let health = rcompose::supervisor::read_health(root, project, "waitok-web-1");
+    let down = rcompose(root, dir, project, &["down", "-t", "1"])?;
+    let output = output?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    check_eq(
+        &output.status.code(),
+        &Some(0),
+        &format!("exit code of up --wait ({stderr})"),
+    )?;
+    has_line(&stderr, " Container waitok-web-1  Healthy")?;
+    has_line(&stderr, " Container waitok-plain-1  Healthy")?;
+    has_line(&stderr, " Container waitok-init-1  Exited")?;
+    check_eq(
+        &health.map(|h| h.status),
+        &Some(rcompose::orchestrator::health::HealthStatus::Healthy),
+        "web's health when up --wait returned",
+    )?;
+    check_eq(
+        &seen,
+        &vec![
+            (
+                "waitok-init-1".into(),
+                ContainerState::Exited { exit_code: 0 },
+            ),
+            ("waitok-plain-1".into(), ContainerState::Running),
+            ("waitok-web-1".into(), ContainerState::Running),
+        ],
+        "containers after up --wait",
+    )?;
+    if !down.status.success() {
+        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
+    }
+    Ok(())
+}
+
+const WAIT_EXIT: &str = r#"
+services:
+  bad:
+    image: busybox
+    command: ["sh", "-c", "exit 3"]
+"#;
+
+const WAIT_UNHEALTHY: &str = r#"
+services:
+  sick:
+    image: busybox
+    command: ["sleep", "300"]
+    healthcheck:
+      test: ["CMD", "false"]
+      interval: 200ms
+      retries: 1
+"#;
+
+/// A container that exits non-zero, or turns unhealthy, fails `up --wait` by name.
+fn wait_fails(root: &Path, dir: &Path) -> Result<(), String> {
+    for (project, yaml, reason) in [
+        ("waitexit", WAIT_EXIT, "container waitexit-bad-1 exited (3)"),
+        (
+            "waitsick",
+            WAIT_UNHEALTHY,
+            "container waitsick-sick-1 is unhealthy",
+        ),
+    ] {
+        fs::write(dir.join("compose.yaml"), yaml).map_err(|e| e.to_string())?;
+        let (code, _, stderr) = run_then_down(
+            root,
+            dir,
+            project,
+            &["up", "--wait", "--wait-timeout", "60"],
+        )?;
+        check_eq(&code, &Some(1), &format!("{project}: exit code ({stderr})"))?;
+        has_line(&stderr, reason)?;
+    }
+    Ok(())
+}
+
+const WAIT_SLOW: &str = r#"
+services:
+  slow:
+    image: busybox
+    command: ["sleep", "300"]
+    healthcheck:
+      test: ["CMD", "true"]
+      interval: 1m
+"#;
+
+/// A healthcheck that has not passed when `--wait-timeout` is over fails the wait.
+fn wait_times_out(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), WAIT_SLOW).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let (code, _, stderr) = run_then_down(
+        root,
+        dir,
+        "waitslow",
+        &["up", "--wait", "--wait-timeout", "1"],
+    )?;
+    let took = started.elapsed();
+    check_eq(&code, &Some(1), &format!("exit code ({stderr})"))?;
+    has_line(
+        &stderr,
+        "application not ready after 1s: container waitslow-slow-1 is still starting",
+    )?;
+    if took > std::time::Duration::from_secs(20) {
+        return Err(format!("the wait took {took:?}"));
+    }
+    Ok(())
+}
+
+const TWO_TALKERS: &str = r#"
+services:
+  a:
+    image: busybox
+    command: ["sh", "-c", "echo hello from a"]
+  b:
+    image: busybox
+    command: ["sh", "-c", "echo hello from b"]
+"#;
+
+/// `--no-attach b` shows a's logs only; `--attach b` b's only.
+fn attach_flags(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), TWO_TALKERS).map_err(|e| e.to_string())?;
+    for (flag, shown, hidden) in [("--no-attach", "a", "b"), ("--attach", "b", "a")] {
+        let (code, stdout, stderr) = run_then_down(root, dir, "talkers", &["up", flag, "b"])?;
+        check_eq(
+            &code,
+            &Some(0),
+            &format!("up {flag} b: exit code ({stderr})"),
+        )?;
+        let line = format!("{shown}-1  | hello from {shown}");
+        if !stdout.lines().any(|l| l.trim_end() == line) {
+            return Err(format!("up {flag} b: no line {line:?} in:\n{stdout}"));
+        }
+        if stdout.contains(&format!("hello from {hidden}")) {
+            return Err(format!("up {flag} b: {hidden}'s logs shown:\n{stdout}"));
+        }
+    }
+    Ok(())
+}
+
+const ANONYMOUS: &str = r#"
+services:
+  svc:
+    image: busybox
+    command: ["sleep", "300"]
+    volumes: ["/data"]
+"#;
+
+/// The project's anonymous volumes: name and mount point.
+fn anonymous_volumes(root: &Path, project: &str) -> Result<Vec<(String, PathBuf)>, String> {
+    let engine =
+        NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
+    let filter = rcompose_runtime::volume::VolumeFilter {
+        labels: vec![rcompose_runtime::volume::LabelFilter::parse(
+            &format!("com.docker.compose.project={project}"),
+            false,
+        )],
+        ..Default::default()
+    };
+    Ok(engine
+        .volume_store()
+        .list(&filter)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .filter(|v| v.is_anonymous())
+        .map(|v| (v.name, v.mountpoint))
+        .collect())
+}
+
+/// A recreated container keeps its anonymous volume's data; with `-V` it gets a new,
+/// empty one and the old one is removed.
+fn renew_anonymous_volumes(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), ANONYMOUS).map_err(|e| e.to_string())?;
+    let result = recreate_with_and_without_renew(root, dir);
+    let down = rcompose(root, dir, "anon", &["down", "-v", "-t", "1"])?;
+    result?;
+    if !down.status.success() {
+        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
+    }
+    check_eq(
+        &anonymous_volumes(root, "anon")?,
+        &Vec::new(),
+        "anonymous volumes after down -v",
+    )
+}
+
+fn recreate_with_and_without_renew(root: &Path, dir: &Path) -> Result<(), String> {
+    let up = |args: &[&str]| -> Result<(), String> {
+        let output = rcompose(root, dir, "anon", args)?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    };
+    up(&["up", "-d"])?;
+    let first = anonymous_volumes(root, "anon")?;
+    let [(name, mountpoint)] = first.as_slice() else {
+        return Err(format!("anonymous volumes after up: {first:?}"));
+    };
+    fs::write(mountpoint.join("kept"), "data").map_err(|e| e.to_string())?;
+
+    up(&["up", "-d", "--force-recreate", "-t", "1"])?;
+    let kept = anonymous_volumes(root, "anon")?;
+    check_eq(
+        &kept.iter().map(|v| v.0.clone()).collect::<Vec<_>>(),
+        &vec![name.clone()],
+        "anonymous volumes after a recreate",
+    )?;
+    if !mountpoint.join("kept").exists() {
+        return Err("the recreated container's volume lost its data".into());
+    }
+
+    up(&["up", "-d", "--force-recreate", "-V", "-t", "1"])?;
+    let renewed = anonymous_volumes(root, "anon")?;
+    let [(new_name, new_mountpoint)] = renewed.as_slice() else {
+        return Err(format!("anonymous volumes after -V: {renewed:?}"));
+    };
+    if new_name == name || new_mountpoint.join("kept").exists() {
+        return Err(format!("-V kept the old volume {name}"));
+    }
+    Ok(())
+}
+
+const JSON_PROJECT: &str = r#"
+services:
+  svc:
+    image: rmitest
+    command: ["sleep", "300"]
+"#;
+
+/// `--progress json`: every progress line is a JSON event; `down --rmi all` removes
+/// the image the services use, but not while another project's container uses it.
+fn progress_json(root: &Path, dir: &Path) -> Result<(), String> {
+    let tag = rcompose(root, dir, "jsonp", &["image", "tag", "busybox", "rmitest"])?;
+    if !tag.status.success() {
+        return Err(format!("tag: {}", String::from_utf8_lossy(&tag.stderr)));
+    }
+    fs::write(dir.join("compose.yaml"), JSON_PROJECT).map_err(|e| e.to_string())?;
+    let up = rcompose_progress(root, dir, "jsonp", "json", &["up", "-d"])?;
+    let other = rcompose(root, dir, "jsonq", &["up", "-d"])?;
+    let down = rcompose_progress(
+        root,
+        dir,
+        "jsonp",
+        "json",
+        &["down", "-t", "1", "--rmi", "all"],
+    )?;
+    let other_down = rcompose(root, dir, "jsonq", &["down", "-t", "1", "--rmi", "all"])?;
+    let image_left = rcompose(root, dir, "jsonq", &["image", "inspect", "rmitest"])?;
+    let busybox_left = rcompose(root, dir, "jsonq", &["image", "inspect", "busybox"])?;
+    for (what, output) in [("up", &up), ("other up", &other), ("down", &down)] {
+        if !output.status.success() {
+            return Err(format!(
+                "{what}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+    }
+    let events = |output: &Output| -> Result<Vec<serde_json::Value>, String> {
+        String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).map_err(|e| format!("{l:?} is no JSON: {e}")))
+            .collect()
+    };
+    let has = |events: &[serde_json::Value], id: &str, status: &str, text: &str| {
+        let want = serde_json::json!({"id": id, "status": status, "text": text});
+        if events.contains(&want) {
+            Ok(())
+        } else {
+            Err(format!("no event {want} in {events:?}"))
+        }
+    };
+    let up_events = events(&up)?;
+    has(&up_events, "Network jsonp_default", "Done", "Created")?;
+    has(&up_events, "Container jsonp-svc-1", "Working", "Starting")?;
+    has(&up_events, "Container jsonp-svc-1", "Done", "Started")?;
+    let down_events = events(&down)?;
+    has(&down_events, "Container jsonp-svc-1", "Done", "Removed")?;
+    has(
+        &down_events,
+        "Image rmitest",
+        "Warning",
+        "Resource is still in use",
+    )?;
+    let other_stderr = String::from_utf8_lossy(&other_down.stderr).into_owned();
+    has_line(&other_stderr, " Image rmitest  Removed")?;
+    if image_left.status.success() {
+        return Err("down --rmi all left the image".into());
+    }
+    if !busybox_left.status.success() {
+        return Err("down --rmi all removed busybox, which rmitest only shared".into());
+    }
+    Ok(())
 }

@@ -82,6 +82,7 @@ fn stop(context: &ProjectContext, args: &StopArgs) -> anyhow::Result<()> {
         ConvergeOptions {
             parallel: context.parallel,
             timeout: args.timeout.map(Duration::from_secs),
+            renew_anonymous_volumes: false,
         },
         &progress,
     )?;

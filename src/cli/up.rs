@@ -9,8 +9,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indexmap::IndexMap;
@@ -24,12 +24,14 @@ use crate::orchestrator::converge::{
     self, parallel_limit, ContainerEngine, ConvergeOptions, ProgressEvent, ResourceKind,
     ServiceContainer, SharedNative,
 };
+use crate::orchestrator::health::HealthStatus;
 use crate::orchestrator::labels::ProjectLabels;
-use crate::orchestrator::plan::{self, UpOptions};
+use crate::orchestrator::plan::{self, ContainerState, UpOptions};
 use crate::project::discover::ConfigSource;
 use crate::project::loader::{self, LoadSettings};
 use crate::project::model::Project;
 use crate::ui::logs::{LogFollow, LogSource, LogStyle, LogsOptions};
+use crate::ui::progress::{ProgressDisplay, ProgressMode};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct UpArgs {
@@ -73,6 +75,21 @@ pub struct UpArgs {
     /// Show timestamps in the logs
     #[arg(long)]
     pub timestamps: bool,
+    /// Wait for services to be running|healthy. Implies detached mode.
+    #[arg(long, conflicts_with_all = ["abort_on_container_exit", "exit_code_from"])]
+    pub wait: bool,
+    /// Maximum duration in seconds to wait for the project to be running|healthy
+    #[arg(long, value_name = "SECONDS")]
+    pub wait_timeout: Option<u64>,
+    /// Restrict attaching to the specified services (repeatable)
+    #[arg(long, value_name = "SERVICE", conflicts_with = "no_attach")]
+    pub attach: Vec<String>,
+    /// Do not attach (stream logs) to the specified services (repeatable)
+    #[arg(long, value_name = "SERVICE")]
+    pub no_attach: Vec<String>,
+    /// Recreate anonymous volumes instead of retrieving data from the previous containers
+    #[arg(short = 'V', long)]
+    pub renew_anon_volumes: bool,
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
 }
@@ -102,7 +119,7 @@ pub struct ProjectContext {
     pub inactive_services: Vec<String>,
     pub engine: SharedNative,
     pub root: PathBuf,
-    pub quiet: bool,
+    pub display: Arc<ProgressDisplay>,
     pub parallel: usize,
 }
 
@@ -144,20 +161,28 @@ impl ProjectContext {
             labels,
             engine: SharedNative::new(engine, &global.root, program),
             root: global.root.clone(),
-            quiet: global.progress == Progress::Quiet,
+            display: Arc::new(ProgressDisplay::new(progress_mode(global.progress))),
             parallel: parallel_limit(global.parallel, env_limit.as_deref()),
         })
     }
 
-    /// Prints progress lines to stderr unless `--progress quiet`.
+    /// Shows progress on stderr as `--progress` asks.
     pub fn progress(&self) -> impl Fn(ProgressEvent) + Sync {
-        let quiet = self.quiet;
-        move |event: ProgressEvent| {
-            if !quiet {
-                eprintln!("{event}");
-            }
-        }
+        let display = Arc::clone(&self.display);
+        move |event: ProgressEvent| display.event(event)
     }
+}
+
+/// `--progress` as a display mode: `auto` (and `tty`) draw in place only on a terminal.
+fn progress_mode(progress: Progress) -> ProgressMode {
+    let requested = match progress {
+        Progress::Auto => None,
+        Progress::Tty => Some(ProgressMode::Tty),
+        Progress::Plain => Some(ProgressMode::Plain),
+        Progress::Json => Some(ProgressMode::Json),
+        Progress::Quiet => Some(ProgressMode::Quiet),
+    };
+    ProgressMode::choose(requested, console::Term::stderr().is_term())
 }
 
 /// `--scale SERVICE=NUM` flags.
@@ -183,7 +208,8 @@ pub fn run(global: &GlobalOptions, args: &UpArgs) -> anyhow::Result<u8> {
             bail!("--exit-code-from {service}: the service is not among those started");
         }
     }
-    let attached = !args.detach && !args.no_start;
+    // `--wait` returns once the services are up: it implies `-d`.
+    let attached = !args.detach && !args.wait && !args.no_start;
     if attached {
         // Before any thread exists, so that every thread inherits it and Ctrl-C waits,
         // pending, for the signal thread of the log follow. The processes started from
@@ -194,6 +220,14 @@ pub fn run(global: &GlobalOptions, args: &UpArgs) -> anyhow::Result<u8> {
     if let Some(service) = &args.exit_code_from {
         if !context.project.services.contains_key(service) {
             bail!("--exit-code-from {service}: no such service: {service}");
+        }
+    }
+    for (flag, services) in [("--attach", &args.attach), ("--no-attach", &args.no_attach)] {
+        if let Some(unknown) = services
+            .iter()
+            .find(|s| !context.project.services.contains_key(*s))
+        {
+            bail!("{flag} {unknown}: no such service: {unknown}");
         }
     }
     let options = UpOptions {
@@ -208,7 +242,18 @@ pub fn run(global: &GlobalOptions, args: &UpArgs) -> anyhow::Result<u8> {
     };
     let scale = parse_scale(&args.scale)?;
     let timeout = args.timeout.map(Duration::from_secs);
-    let containers = converge_project(&context, &options, &scale, timeout)?;
+    let converge_options = ConvergeOptions {
+        parallel: context.parallel,
+        timeout,
+        renew_anonymous_volumes: args.renew_anon_volumes,
+    };
+    let containers = converge_project(&context, &options, &scale, converge_options)?;
+    if args.wait && !args.no_start {
+        let limit = args.wait_timeout.map(Duration::from_secs);
+        wait_until_ready(&context, &containers, limit)?;
+    }
+    // The tty display ends here: the logs, if any, come next.
+    context.display.finish();
     if !attached {
         return Ok(0);
     }
@@ -218,6 +263,7 @@ pub fn run(global: &GlobalOptions, args: &UpArgs) -> anyhow::Result<u8> {
         abort,
         exit_code_from: args.exit_code_from.clone(),
         timeout,
+        logs_of: attached_services(&context.project, &args.attach, &args.no_attach),
     };
     follow_until_done(&context, &containers, &attach)
 }
@@ -233,7 +279,17 @@ pub fn run_create(global: &GlobalOptions, args: &CreateArgs) -> anyhow::Result<u
         inactive_services: context.inactive_services.clone(),
         ..UpOptions::default()
     };
-    converge_project(&context, &options, &parse_scale(&args.scale)?, None)?;
+    let converge_options = ConvergeOptions {
+        parallel: context.parallel,
+        timeout: None,
+        renew_anonymous_volumes: false,
+    };
+    converge_project(
+        &context,
+        &options,
+        &parse_scale(&args.scale)?,
+        converge_options,
+    )?;
     Ok(0)
 }
 
@@ -242,7 +298,7 @@ fn converge_project(
     context: &ProjectContext,
     options: &UpOptions,
     scale: &IndexMap<String, u32>,
-    timeout: Option<Duration>,
+    converge_options: ConvergeOptions,
 ) -> anyhow::Result<Vec<ServiceContainer>> {
     let project = &context.project;
     let desired = plan::desired_services(project, scale)?;
@@ -265,14 +321,11 @@ fn converge_project(
         &context.labels,
         &desired,
         &plan,
-        ConvergeOptions {
-            parallel: context.parallel,
-            timeout,
-        },
+        converge_options,
         &progress,
     )?;
     for warning in &outcome.warnings {
-        eprintln!("WARN[0000] {warning}");
+        context.display.message(&format!("WARN[0000] {warning}"));
     }
     if !options.no_start {
         converge::after_converge(&context.root, project)?;
@@ -323,6 +376,101 @@ fn event(kind: ResourceKind, name: &str, status: &str) -> ProgressEvent {
     }
 }
 
+/// What `up --wait` makes of a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Readiness {
+    /// Done waiting; the status to show (`Healthy`, or `Exited` for a one-shot).
+    Ready(&'static str),
+    /// Not yet; what it is doing meanwhile.
+    Pending(&'static str),
+    /// `up --wait` fails with this.
+    Failed(String),
+}
+
+/// As Compose's `up --wait`: a container is ready when running (healthy, when it has a
+/// healthcheck); a one-shot that exited 0 is done, one that exited otherwise or
+/// turned unhealthy fails the wait.
+fn readiness(
+    name: &str,
+    state: &ContainerState,
+    has_healthcheck: bool,
+    health: Option<HealthStatus>,
+) -> Readiness {
+    match state {
+        ContainerState::Exited { exit_code: 0 } => Readiness::Ready("Exited"),
+        ContainerState::Exited { exit_code } => {
+            Readiness::Failed(format!("container {name} exited ({exit_code})"))
+        }
+        ContainerState::Dead => Readiness::Failed(format!("container {name} is dead")),
+        ContainerState::Running if !has_healthcheck => Readiness::Ready("Healthy"),
+        ContainerState::Running => match health {
+            Some(HealthStatus::Healthy) => Readiness::Ready("Healthy"),
+            Some(HealthStatus::Unhealthy) => {
+                Readiness::Failed(format!("container {name} is unhealthy"))
+            }
+            Some(HealthStatus::Starting) | None => Readiness::Pending("starting"),
+        },
+        other => Readiness::Pending(other.as_str()),
+    }
+}
+
+/// `up --wait`: polls the started containers until every one is ready, one fails, or
+/// `limit` has passed.
+fn wait_until_ready(
+    context: &ProjectContext,
+    containers: &[ServiceContainer],
+    limit: Option<Duration>,
+) -> anyhow::Result<()> {
+    let project = &context.project;
+    let policies = crate::supervisor::ServicePolicies::from_project(project)?;
+    let progress = context.progress();
+    let deadline = limit.map(|limit| Instant::now() + limit);
+    let mut waiting: Vec<&ServiceContainer> = containers.iter().collect();
+    for container in &waiting {
+        progress(event(ResourceKind::Container, &container.id, "Waiting"));
+    }
+    loop {
+        let observed = context.engine.list(&project.name)?;
+        let mut still = Vec::new();
+        for container in waiting {
+            let verdict = match observed.iter().find(|c| c.id == container.id) {
+                None => Readiness::Failed(format!("container {} is gone", container.id)),
+                Some(found) => readiness(
+                    &found.name,
+                    &found.state,
+                    policies.health(&container.service).is_some(),
+                    crate::supervisor::read_health(&context.root, &project.name, &container.id)
+                        .map(|h| h.status),
+                ),
+            };
+            match verdict {
+                Readiness::Ready(status) => {
+                    progress(event(ResourceKind::Container, &container.id, status));
+                }
+                Readiness::Pending(doing) => still.push((container, doing)),
+                Readiness::Failed(reason) => {
+                    progress(event(ResourceKind::Container, &container.id, "Error"));
+                    bail!("{reason}");
+                }
+            }
+        }
+        let Some(&(first, doing)) = still.first() else {
+            return Ok(());
+        };
+        if let (Some(deadline), Some(limit)) = (deadline, limit) {
+            if Instant::now() >= deadline {
+                bail!(
+                    "application not ready after {}s: container {} is still {doing}",
+                    limit.as_secs(),
+                    first.id
+                );
+            }
+        }
+        waiting = still.into_iter().map(|(c, _)| c).collect();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn interrupt_signals() -> SigSet {
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
@@ -336,6 +484,39 @@ struct Attach {
     abort: bool,
     exit_code_from: Option<String>,
     timeout: Option<Duration>,
+    /// `--attach`/`--no-attach`: the services whose logs are shown.
+    logs_of: Vec<String>,
+}
+
+/// The services attached `up` shows the logs of: those of `--attach`, else every
+/// service but those of `--no-attach`.
+fn attached_services(project: &Project, attach: &[String], no_attach: &[String]) -> Vec<String> {
+    if !attach.is_empty() {
+        return attach.to_vec();
+    }
+    project
+        .services
+        .keys()
+        .filter(|s| !no_attach.contains(s))
+        .cloned()
+        .collect()
+}
+
+/// The containers attached `up` waits for: those it shows the logs of, as Compose
+/// watches only its attached services (all of them when none is attached).
+fn watched_containers<'a>(
+    containers: &'a [ServiceContainer],
+    logs_of: &[String],
+) -> Vec<&'a ServiceContainer> {
+    let attached: Vec<&ServiceContainer> = containers
+        .iter()
+        .filter(|c| logs_of.contains(&c.service))
+        .collect();
+    if attached.is_empty() {
+        containers.iter().collect()
+    } else {
+        attached
+    }
 }
 
 /// The name in a log prefix: the container name without `<project>-`, as Compose shows it.
@@ -357,8 +538,10 @@ fn follow_until_done(
     // Ctrl-C.
     interrupt_signals().thread_block()?;
     let project = context.project.name.as_str();
+    let watched = watched_containers(containers, &attach.logs_of);
     let sources: Vec<LogSource> = containers
         .iter()
+        .filter(|c| attach.logs_of.contains(&c.service))
         .map(|c| LogSource::new(display_name(project, &c.id), context.engine.log_path(&c.id)))
         .collect();
     let options = LogsOptions {
@@ -368,7 +551,7 @@ fn follow_until_done(
     let (follow, handle) = LogFollow::new(sources, &options, std::io::stdout(), |err| {
         eprintln!("WARN[0000] {err}")
     })?;
-    let remaining = AtomicUsize::new(containers.len());
+    let remaining = AtomicUsize::new(watched.len());
     let exit_code: Mutex<Option<i32>> = Mutex::new(None);
     let aborted = AtomicBool::new(false);
     let done = AtomicBool::new(false);
@@ -388,12 +571,12 @@ fn follow_until_done(
             }
         });
     };
-    if containers.is_empty() {
+    if watched.is_empty() {
         handle.stop();
     }
     let result = std::thread::scope(|scope| {
         let follower = scope.spawn(move || follow.run());
-        for container in containers {
+        for container in watched {
             let (handle, remaining, exit_code, aborted, stop_all) =
                 (&handle, &remaining, &exit_code, &aborted, &stop_all);
             let name = display_name(project, &container.id);
@@ -478,6 +661,91 @@ mod tests {
             parse_scale(&["web=-1".into()]).unwrap_err().to_string(),
             "invalid --scale \"web=-1\": the count must be a number from 0"
         );
+    }
+
+    #[test]
+    fn wait_readiness_follows_compose() {
+        let running = ContainerState::Running;
+        assert_eq!(
+            readiness("demo-web-1", &running, false, None),
+            Readiness::Ready("Healthy")
+        );
+        assert_eq!(
+            readiness("demo-web-1", &running, true, None),
+            Readiness::Pending("starting")
+        );
+        assert_eq!(
+            readiness("demo-web-1", &running, true, Some(HealthStatus::Starting)),
+            Readiness::Pending("starting")
+        );
+        assert_eq!(
+            readiness("demo-web-1", &running, true, Some(HealthStatus::Healthy)),
+            Readiness::Ready("Healthy")
+        );
+        assert_eq!(
+            readiness("demo-web-1", &running, true, Some(HealthStatus::Unhealthy)),
+            Readiness::Failed("container demo-web-1 is unhealthy".into())
+        );
+        // A one-shot that completed does not fail the wait; one that failed does.
+        assert_eq!(
+            readiness(
+                "demo-init-1",
+                &ContainerState::Exited { exit_code: 0 },
+                false,
+                None
+            ),
+            Readiness::Ready("Exited")
+        );
+        assert_eq!(
+            readiness(
+                "demo-init-1",
+                &ContainerState::Exited { exit_code: 2 },
+                true,
+                None
+            ),
+            Readiness::Failed("container demo-init-1 exited (2)".into())
+        );
+        assert_eq!(
+            readiness("demo-web-1", &ContainerState::Restarting, false, None),
+            Readiness::Pending("restarting")
+        );
+    }
+
+    fn container(service: &str, id: &str) -> ServiceContainer {
+        ServiceContainer {
+            service: service.into(),
+            id: id.into(),
+            touched: true,
+        }
+    }
+
+    #[test]
+    fn attach_and_no_attach_choose_the_logs_and_the_watched_containers() {
+        let project = crate::backend::native::tests::project(
+            "services:\n  web: {image: busybox}\n  db: {image: busybox}\n  cache: {image: busybox}\n",
+        );
+        let all = attached_services(&project, &[], &[]);
+        assert_eq!(all.len(), 3);
+        assert_eq!(
+            attached_services(&project, &["web".into()], &[]),
+            vec!["web".to_string()]
+        );
+        let mut without_db = attached_services(&project, &[], &["db".into()]);
+        without_db.sort();
+        assert_eq!(without_db, vec!["cache".to_string(), "web".to_string()]);
+
+        let containers = [
+            container("db", "demo-db-1"),
+            container("web", "demo-web-1"),
+            container("web", "demo-web-2"),
+        ];
+        let watched: Vec<&str> = watched_containers(&containers, &["web".into()])
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(watched, ["demo-web-1", "demo-web-2"]);
+        // Nothing attached: `up` still ends when the containers have all exited.
+        assert_eq!(watched_containers(&containers, &[]).len(), 3);
     }
 
     #[test]

@@ -80,14 +80,16 @@ pub enum ResourceKind {
     Network,
     Volume,
     Container,
+    Image,
 }
 
 impl ResourceKind {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Network => "Network",
             Self::Volume => "Volume",
             Self::Container => "Container",
+            Self::Image => "Image",
         }
     }
 }
@@ -125,6 +127,9 @@ pub struct ConvergeOptions {
     pub parallel: usize,
     /// `-t`: the stop timeout, else each container's own.
     pub timeout: Option<Duration>,
+    /// `up -V`: a recreated container gets new anonymous volumes (the old ones are
+    /// removed with the container) instead of taking over the replaced one's.
+    pub renew_anonymous_volumes: bool,
 }
 
 /// A container of a converged service.
@@ -476,7 +481,10 @@ impl<E: ContainerEngine> Run<'_, E> {
                     let _permit = self.permits.acquire();
                     self.engine
                         .stop(&container.id, timeout)
-                        .and_then(|()| self.engine.remove(&container.id, false))
+                        .and_then(|()| {
+                            self.engine
+                                .remove(&container.id, self.options.renew_anonymous_volumes)
+                        })
                         .map_err(|e| {
                             format!("service {service}: recreating {}: {e}", container.name)
                         })?;
@@ -1111,6 +1119,7 @@ mod tests {
     const OPTIONS: ConvergeOptions = ConvergeOptions {
         parallel: 4,
         timeout: None,
+        renew_anonymous_volumes: false,
     };
 
     fn up(
@@ -1292,6 +1301,43 @@ mod tests {
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
         ObservedContainer::from_labels(name, name, state, labels).unwrap()
+    }
+
+    #[test]
+    fn a_recreated_container_keeps_its_anonymous_volumes_unless_renewed() {
+        let project = project("services:\n  web: {image: busybox}\n");
+        let desired = plan::desired_services(&project, &IndexMap::new()).unwrap();
+        // Its config hash is not the service's: it is recreated.
+        let observed = [observed("demo-web-1", "web", ContainerState::Running)];
+        let plan = plan::plan("demo", &desired, &observed, &UpOptions::default()).unwrap();
+        let labels = ProjectLabels {
+            name: "demo".into(),
+            ..ProjectLabels::default()
+        };
+        for renew in [false, true] {
+            let engine = FakeEngine::default();
+            let options = ConvergeOptions {
+                renew_anonymous_volumes: renew,
+                ..OPTIONS
+            };
+            converge(
+                &engine,
+                &project,
+                &labels,
+                &desired,
+                &plan,
+                options,
+                &|_| {},
+            )
+            .unwrap();
+            assert!(
+                engine
+                    .calls()
+                    .contains(&format!("remove demo-web-1 {renew}")),
+                "-V {renew}: {:?}",
+                engine.calls()
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Output for people: YAML in Compose's style, tables, container logs.
 
 pub mod logs;
+pub mod progress;
 pub mod table;
 pub mod yaml;

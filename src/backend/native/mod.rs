@@ -58,6 +58,10 @@ use crate::project::model::{Project, Service};
 const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 /// SIGTERM, Docker's default stop signal.
 const DEFAULT_STOP_SIGNAL: i32 = 15;
+/// On an anonymous volume: the container it was made for and where it is mounted,
+/// so that the container's replacement takes it over.
+pub const ANONYMOUS_CONTAINER_LABEL: &str = "io.rcompose.anonymous.container";
+pub const ANONYMOUS_TARGET_LABEL: &str = "io.rcompose.anonymous.target";
 
 #[derive(Debug, Error)]
 pub enum NativeError {
@@ -542,15 +546,15 @@ impl NativeEngine {
             (labels::SERVICE.to_owned(), service_name.to_owned()),
         ]
         .into();
+        let recreation = labels.contains_key(labels::REPLACE);
         let volume_path = |request: &VolumeRequest<'_>| -> Result<PathBuf, String> {
             let (name, anonymous) = match request.name {
                 Some(name) => (name.to_owned(), false),
                 None => {
-                    let volume = self
-                        .volumes
-                        .create_anonymous(&anonymous_labels)
+                    let name = self
+                        .anonymous_volume(&anonymous_labels, &record.id, request.target, recreation)
                         .map_err(|e| e.to_string())?;
-                    (volume.name, true)
+                    (name, true)
                 }
             };
             attached.borrow_mut().push(AttachedVolume {
@@ -589,6 +593,40 @@ impl NativeEngine {
         let translation = container_config(project, service_name, service, number, &context);
         record.volumes = attached.into_inner();
         Ok(translation?)
+    }
+
+    /// The anonymous volume for `target` in container `id`. A recreated container takes
+    /// over the one its predecessor (same name) left unattached, data and all, as
+    /// Compose does; `up -V` removed that one with the old container, so a new one is
+    /// made. The volume is labelled with the container and target to be found again.
+    fn anonymous_volume(
+        &self,
+        base_labels: &Labels,
+        id: &str,
+        target: &str,
+        recreation: bool,
+    ) -> Result<String, VolumeError> {
+        let mut labels = base_labels.clone();
+        labels.insert(ANONYMOUS_CONTAINER_LABEL.to_owned(), id.to_owned());
+        labels.insert(ANONYMOUS_TARGET_LABEL.to_owned(), target.to_owned());
+        if recreation {
+            let filter = rcompose_runtime::volume::VolumeFilter {
+                labels: labels
+                    .iter()
+                    .map(|(key, value)| rcompose_runtime::volume::LabelFilter {
+                        key: key.clone(),
+                        value: Some(value.clone()),
+                        negate: false,
+                    })
+                    .collect(),
+                dangling: Some(true),
+                ..Default::default()
+            };
+            if let Some(previous) = self.volumes.list(&filter)?.into_iter().next() {
+                return Ok(previous.name);
+            }
+        }
+        Ok(self.volumes.create_anonymous(&labels)?.name)
     }
 
     /// The id of a `service:` peer (its first running replica) or `container:` peer.
@@ -1217,6 +1255,30 @@ mod engine_tests {
 
     fn engine(root: &Path) -> NativeEngine {
         NativeEngine::open(root, Path::new("/bin/false")).expect("opening a fresh root")
+    }
+
+    #[test]
+    fn a_replacement_takes_over_its_predecessors_anonymous_volume() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = engine(dir.path());
+        let labels: Labels = [(labels::PROJECT.to_owned(), "demo".to_owned())].into();
+        let volume = |target: &str, recreation: bool| {
+            engine
+                .anonymous_volume(&labels, "demo-web-1", target, recreation)
+                .unwrap()
+        };
+        let first = volume("/data", false);
+        // Recreated: the unattached volume of the same container and target is reused.
+        assert_eq!(volume("/data", true), first);
+        assert_ne!(volume("/cache", true), first);
+        // Created anew (no predecessor): a volume of its own, as Compose makes.
+        let fresh = volume("/data", false);
+        assert_ne!(fresh, first);
+        // A volume attached to a container is never taken over.
+        engine.volume_store().attach(&first, "demo-web-1").unwrap();
+        engine.volume_store().attach(&fresh, "demo-web-1").unwrap();
+        let taken = [first, fresh];
+        assert!(!taken.contains(&volume("/data", true)));
     }
 
     #[test]
