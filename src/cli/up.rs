@@ -159,7 +159,7 @@ impl ProjectContext {
             inactive_services: loaded.disabled_services.keys().cloned().collect(),
             project: loaded.project,
             labels,
-            engine: SharedNative::new(engine, &global.root, program),
+            engine: SharedNative::new(engine, &global.root),
             root: global.root.clone(),
             display: Arc::new(ProgressDisplay::new(progress_mode(global.progress))),
             parallel: parallel_limit(global.parallel, env_limit.as_deref()),

@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Condvar, Mutex, RwLock};
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use rcompose_runtime::container::lifecycle::Runtime;
@@ -827,30 +827,24 @@ pub fn after_converge(root: &Path, project: &Project) -> Result<(), ConvergeErro
         .map_err(|e| ConvergeError::Failed(vec![e.to_string()]))
 }
 
-/// [`ContainerEngine`] over the native engine. Creating and starting need the engine
-/// exclusively (its runtime helper); the other calls share it. Waiting goes through a
-/// runtime of its own so that a long wait blocks nobody.
+/// [`ContainerEngine`] over the native engine, shared by the converge threads: every
+/// call may run concurrently (the runtime gives each create a helper of its own; the
+/// network and volume records have their own file locks).
 pub struct SharedNative {
-    engine: RwLock<NativeEngine>,
-    waiter: Runtime,
+    engine: NativeEngine,
     root: std::path::PathBuf,
 }
 
 impl SharedNative {
-    pub fn new(engine: NativeEngine, root: &Path, program: &Path) -> Self {
+    pub fn new(engine: NativeEngine, root: &Path) -> Self {
         Self {
-            engine: RwLock::new(engine),
-            waiter: Runtime::new(program, root),
+            engine,
             root: root.to_path_buf(),
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, NativeEngine> {
-        self.engine.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, NativeEngine> {
-        self.engine.write().unwrap_or_else(|e| e.into_inner())
+    fn read(&self) -> &NativeEngine {
+        &self.engine
     }
 
     /// Lists the project's containers.
@@ -860,17 +854,17 @@ impl SharedNative {
 
     /// The engine itself, for what converging does not cover (checks, networks).
     pub fn with_engine<T>(&self, f: impl FnOnce(&NativeEngine) -> T) -> T {
-        f(&self.read())
+        f(self.read())
     }
 
     /// The container's json-file log.
     pub fn log_path(&self, id: &str) -> std::path::PathBuf {
-        self.waiter.log_path(id)
+        self.engine.runtime().log_path(id)
     }
 
     /// The Compose project a container belongs to, from its labels.
     fn project_of(&self, id: &str) -> Option<String> {
-        let record = self.waiter.inspect(id).ok()?;
+        let record = self.engine.runtime().inspect(id).ok()?;
         record
             .config
             .labels
@@ -896,8 +890,9 @@ impl ContainerEngine for SharedNative {
         number: u32,
         labels: &Labels,
     ) -> EngineResult<String> {
+        // Concurrent: the runtime gives each create a helper of its own.
         let created = self
-            .write()
+            .read()
             .create_container(project, service, number, labels)?;
         Ok(created.id)
     }
@@ -907,7 +902,7 @@ impl ContainerEngine for SharedNative {
         if let Some(project) = self.project_of(id) {
             crate::supervisor::clear_stopped_by_user(&self.root, &project, id)?;
         }
-        Ok(self.write().start(id)?)
+        Ok(self.read().start(id)?)
     }
 
     fn stop(&self, id: &str, timeout: Option<Duration>) -> EngineResult<()> {
@@ -918,7 +913,7 @@ impl ContainerEngine for SharedNative {
 
     fn kill(&self, id: &str) -> EngineResult<()> {
         self.mark_stopped(id)?;
-        Ok(self.waiter.kill(id, 9, true)?)
+        Ok(self.engine.runtime().kill(id, 9, true)?)
     }
 
     fn remove(&self, id: &str, anonymous_volumes: bool) -> EngineResult<()> {
@@ -939,7 +934,7 @@ impl ContainerEngine for SharedNative {
     }
 
     fn wait_exit(&self, id: &str) -> EngineResult<i32> {
-        Ok(self.waiter.wait(id)?.code)
+        Ok(self.engine.runtime().wait(id)?.code)
     }
 
     /// The supervisor runs the healthchecks: start it (or have it look again), then
@@ -947,7 +942,8 @@ impl ContainerEngine for SharedNative {
     fn wait_healthy(&self, project: &Project, id: &str) -> EngineResult<()> {
         crate::supervisor::ensure_running(&self.root, project)?;
         let service = self
-            .waiter
+            .engine
+            .runtime()
             .inspect(id)?
             .config
             .labels
@@ -971,7 +967,9 @@ impl ContainerEngine for SharedNative {
                 }
                 _ => {}
             }
-            if self.waiter.state(id)?.state == rcompose_runtime::container::status::State::Stopped {
+            if self.engine.runtime().state(id)?.state
+                == rcompose_runtime::container::status::State::Stopped
+            {
                 return Err(format!("dependency failed to start: container {id} exited").into());
             }
             std::thread::sleep(Duration::from_millis(100));

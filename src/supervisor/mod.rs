@@ -14,6 +14,7 @@
 
 mod policies;
 mod prober;
+mod restarts;
 mod server;
 
 use std::fs;
@@ -174,12 +175,15 @@ pub fn mark_stopped_by_user(root: &Path, project: &str, container: &str) -> io::
     fs::write(dir.join(container), b"")
 }
 
-/// Clears the mark when the user starts the container again.
+/// Clears the mark when the user starts the container again, and its restart
+/// count.
 pub fn clear_stopped_by_user(root: &Path, project: &str, container: &str) -> io::Result<()> {
-    match fs::remove_file(project_dir(root, project).join("stopped").join(container)) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+    let dir = project_dir(root, project);
+    match fs::remove_file(dir.join("stopped").join(container)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
+    restarts::forget(&dir, container)
 }
 
 fn spawn(root: &Path, project: &str, dir: &Path) -> Result<(), SupervisorError> {

@@ -29,6 +29,7 @@ use tokio::sync::{watch, Notify};
 
 use super::policies::ServicePolicies;
 use super::prober::ExecProber;
+use super::restarts;
 use super::{io_error, project_dir, Reply, Request, SupervisorError, SOCKET};
 use crate::backend::native::NativeEngine;
 use crate::orchestrator::health::{run_health_loop, HealthMonitor, HealthSpec, TokioClock};
@@ -431,8 +432,13 @@ impl Supervisor {
         let policy = ServicePolicies::load(&self.dir)
             .map(|p| p.restart_policy(&service))
             .unwrap_or_default();
-        let mut manager = RestartManager::new(policy);
         let runtime = Runtime::new(&self.program, &self.root);
+        // A supervisor replacing a killed one resumes the count and the back-off.
+        let created_at = runtime.inspect(&id).map(|record| record.created_at).ok();
+        let saved = created_at
+            .map(|created| restarts::load(&self.dir, &id, created))
+            .unwrap_or_default();
+        let mut manager = RestartManager::resume(policy, saved);
         loop {
             let (status, state) = match wait_for_exit(&runtime, &id).await {
                 Ok(done) => done,
@@ -448,7 +454,13 @@ impl Supervisor {
                 stopped_by_user: self.stopped_by_user(&id),
                 at: SystemTime::now(),
             };
-            match manager.decide(&exit) {
+            let decision = manager.decide(&exit);
+            if let Some(created) = created_at {
+                if let Err(err) = restarts::save(&self.dir, &id, created, manager.state()) {
+                    eprintln!("recording the restarts of {id}: {err}");
+                }
+            }
+            match decision {
                 Decision::GiveUp => {
                     self.mark_handled(&id, state.finished_at);
                     break;
@@ -515,7 +527,7 @@ impl Supervisor {
         let program = self.program.clone();
         let id = id.to_string();
         tokio::task::spawn_blocking(move || {
-            let mut engine = NativeEngine::open(&root, &program).map_err(|e| e.to_string())?;
+            let engine = NativeEngine::open(&root, &program).map_err(|e| e.to_string())?;
             engine.start(&id).map_err(|e| e.to_string())
         })
         .await

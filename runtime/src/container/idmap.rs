@@ -235,8 +235,13 @@ impl Drop for ParkedChild {
     fn drop(&mut self) {
         drop(self.hold.take());
         let mut status = 0;
-        // SAFETY: waits for our own child, whose pid we hold; `status` is local.
+        // Closing the hold pipe is not enough when other threads fork meanwhile: their
+        // children inherit our end of it (CLOEXEC acts on exec only), and two parked
+        // children would keep each other waiting forever. It has nothing left to do.
+        // SAFETY: signals and waits for our own child, whose pid we hold; `status` is
+        // local.
         unsafe {
+            libc::kill(self.pid, libc::SIGKILL);
             while libc::waitpid(self.pid, &mut status, 0) < 0
                 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
             {}

@@ -20,6 +20,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use oci_spec::image::ImageConfiguration;
@@ -246,10 +247,13 @@ impl PendingWait {
 /// in the containers' monitors.
 pub struct Runtime {
     program: PathBuf,
-    helper: Option<HelperClient>,
+    /// Idle helpers. A create takes one, or starts one when all are busy, so that
+    /// creates from several threads run side by side (each helper serves one
+    /// request at a time: it forks a monitor and waits for its report).
+    helpers: Mutex<Vec<HelperClient>>,
     state_root: PathBuf,
     /// The built-in init, installed under the state root on first need.
-    init_binary: Option<PathBuf>,
+    init_binary: OnceLock<PathBuf>,
 }
 
 impl Runtime {
@@ -259,19 +263,20 @@ impl Runtime {
     pub fn new(program: &Path, state_root: impl Into<PathBuf>) -> Runtime {
         Runtime {
             program: program.to_path_buf(),
-            helper: None,
+            helpers: Mutex::new(Vec::new()),
             state_root: state_root.into(),
-            init_binary: None,
+            init_binary: OnceLock::new(),
         }
     }
 
     /// The path of the built-in init (`init: true`), installed on first use.
-    pub fn init_binary(&mut self) -> Result<PathBuf, LifecycleError> {
-        if let Some(path) = &self.init_binary {
+    pub fn init_binary(&self) -> Result<PathBuf, LifecycleError> {
+        if let Some(path) = self.init_binary.get() {
             return Ok(path.clone());
         }
+        // Installing is idempotent (content-addressed): racing threads agree.
         let path = install_init(&self.state_root.join("bin"))?;
-        Ok(self.init_binary.insert(path).clone())
+        Ok(self.init_binary.get_or_init(|| path).clone())
     }
 
     /// The directory holding a container's bundle, overlay and log.
@@ -309,7 +314,7 @@ impl Runtime {
 
     /// `runc create`: prepares the rootfs, builds the spec and creates the container,
     /// whose process waits for [`Runtime::start`]. Returns the init's host pid.
-    pub fn create(&mut self, options: CreateOptions<'_>) -> Result<i32, LifecycleError> {
+    pub fn create(&self, options: CreateOptions<'_>) -> Result<i32, LifecycleError> {
         let id = options.id;
         validate_id(id)?;
         let container_dir = self.container_dir(id);
@@ -336,7 +341,7 @@ impl Runtime {
     }
 
     fn create_on_rootfs(
-        &mut self,
+        &self,
         options: CreateOptions<'_>,
         root: &Path,
         container_dir: &Path,
@@ -387,7 +392,7 @@ impl Runtime {
     }
 
     fn spawn_monitor(
-        &mut self,
+        &self,
         config: MonitorConfig,
         spec: Option<Spec>,
         fds: &[BorrowedFd<'_>],
@@ -396,30 +401,34 @@ impl Runtime {
             config,
             spec: spec.map(Box::new),
         };
-        let helper = match &mut self.helper {
+        let idle = self.idle_helpers().pop();
+        let mut helper = match idle {
             Some(helper) => helper,
-            empty => empty.insert(HelperClient::spawn(&self.program)?),
+            None => HelperClient::spawn(&self.program)?,
         };
-        match helper.call(&request, fds) {
+        let reply = helper.call(&request, fds);
+        // A dead helper is dropped (and reaped); the next call starts another.
+        if !matches!(reply, Err(HelperError::Gone | HelperError::Socket(_))) {
+            self.idle_helpers().push(helper);
+        }
+        match reply {
             Ok(Reply::Created { pid, .. }) => Ok(pid),
             Ok(other) => Err(LifecycleError::UnexpectedReply {
                 request: "create",
                 reply: format!("{other:?}"),
             }),
             Err(HelperError::Remote(message)) => Err(LifecycleError::Refused(message)),
-            Err(err) => {
-                // A dead helper is replaced on the next call.
-                if matches!(err, HelperError::Gone | HelperError::Socket(_)) {
-                    self.helper = None;
-                }
-                Err(err.into())
-            }
+            Err(err) => Err(err.into()),
         }
+    }
+
+    fn idle_helpers(&self) -> std::sync::MutexGuard<'_, Vec<HelperClient>> {
+        self.helpers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs the container's process. A stopped container starts again (a new
     /// process on the same filesystem, log and configuration), as `docker start`.
-    pub fn start(&mut self, id: &str) -> Result<(), LifecycleError> {
+    pub fn start(&self, id: &str) -> Result<(), LifecycleError> {
         validate_id(id)?;
         if self.connect(id)?.is_none() {
             self.recreate(id)?;
@@ -428,7 +437,7 @@ impl Runtime {
     }
 
     /// A new process for a stopped container.
-    fn recreate(&mut self, id: &str) -> Result<(), LifecycleError> {
+    fn recreate(&self, id: &str) -> Result<(), LifecycleError> {
         let container_dir = self.container_dir(id);
         if !container_dir.exists() {
             return Err(LifecycleError::NotFound(id.to_string()));
@@ -878,7 +887,7 @@ mod tests {
     fn create_refuses_an_existing_container_and_leaves_it_alone() {
         let tmp = tempfile::tempdir().unwrap();
         // The helper is never started: the check comes first.
-        let mut runtime = Runtime::new(Path::new("/bin/false"), tmp.path());
+        let runtime = Runtime::new(Path::new("/bin/false"), tmp.path());
         let existing = runtime.container_dir("web");
         fs::create_dir_all(existing.join("upper")).unwrap();
         let image = ImageConfiguration::default();
@@ -903,7 +912,7 @@ mod tests {
     #[test]
     fn unknown_containers_are_reported_by_name() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut runtime = Runtime::new(Path::new("/bin/false"), tmp.path());
+        let runtime = Runtime::new(Path::new("/bin/false"), tmp.path());
         for err in [
             runtime.state("ghost").unwrap_err(),
             runtime.wait("ghost").unwrap_err(),

@@ -449,10 +449,12 @@ impl NetworkManager {
 
     /// Disconnects a container: its forwarded ports, its veth and its address.
     /// Goes past each failure and reports them all.
+    ///
+    /// The kernel work (deleting a veth waits for an RCU grace period, tens of
+    /// milliseconds) is done outside the networks lock, so that a project's
+    /// containers are torn down in parallel; only the record update is locked.
     pub fn disconnect(&self, network: &str, container_id: &str) -> Result<(), NetworkError> {
-        let _lock = self.lock()?;
-        let mut record = self.inspect(network)?;
-        let Some(endpoint) = record.endpoints.remove(container_id) else {
+        let Some(endpoint) = self.inspect(network)?.endpoints.remove(container_id) else {
             return Ok(());
         };
         let mut errors = Vec::new();
@@ -461,14 +463,21 @@ impl NetworkManager {
                 errors.push(format!("network {network}: {err}"));
             }
         }
+        // Already gone is fine (a concurrent disconnect of the same container).
         if let Err(err) = link::delete_link(&endpoint.host_ifname) {
             errors.push(format!("network {network}: {err}"));
         }
-        if let Err(err) = self.ipam.release_holder(&record.id, container_id) {
-            errors.push(format!("network {network}: {err}"));
-        }
-        if let Err(err) = self.save(&record) {
-            errors.push(err.to_string());
+        // The address is released only once its interface is gone: a new container
+        // given it must not meet the old MAC on the bridge.
+        let _lock = self.lock()?;
+        let mut record = self.inspect(network)?;
+        if record.endpoints.remove(container_id).is_some() {
+            if let Err(err) = self.ipam.release_holder(&record.id, container_id) {
+                errors.push(format!("network {network}: {err}"));
+            }
+            if let Err(err) = self.save(&record) {
+                errors.push(err.to_string());
+            }
         }
         teardown_result(errors)
     }

@@ -334,7 +334,7 @@ impl NativeEngine {
     /// Creates replica `number` of `service`, with `labels` (the Compose labels the
     /// orchestrator computed). Nothing of it is left behind when this fails.
     pub fn create_container(
-        &mut self,
+        &self,
         project: &Project,
         service_name: &str,
         number: u32,
@@ -381,7 +381,7 @@ impl NativeEngine {
 
     #[allow(clippy::too_many_arguments)]
     fn create_parts(
-        &mut self,
+        &self,
         project: &Project,
         service_name: &str,
         service: &Service,
@@ -691,7 +691,7 @@ impl NativeEngine {
     }
 
     /// Runs a created (or stopped) container.
-    pub fn start(&mut self, id: &str) -> Result<(), NativeError> {
+    pub fn start(&self, id: &str) -> Result<(), NativeError> {
         Ok(self.runtime.start(id)?)
     }
 
@@ -1442,7 +1442,7 @@ mod engine_tests {
     fn a_missing_image_fails_the_create_and_leaves_nothing() {
         let root = tempfile::tempdir().unwrap();
         let p = project("services:\n  web:\n    image: busybox\n");
-        let mut engine = engine(root.path());
+        let engine = engine(root.path());
         let err = engine
             .create_container(&p, "web", 1, &Labels::new())
             .err()
@@ -1464,7 +1464,7 @@ mod engine_tests {
     fn a_name_taken_by_another_container_is_refused() {
         let root = tempfile::tempdir().unwrap();
         let p = project("services:\n  web:\n    image: busybox\n");
-        let mut engine = engine(root.path());
+        let engine = engine(root.path());
         fs::create_dir_all(engine.runtime().container_dir("demo-web-1")).unwrap();
         let err = engine
             .create_container(&p, "web", 1, &Labels::new())
