@@ -168,9 +168,11 @@ impl RegistryClient {
             return Ok(ping.clone());
         }
         let ping = match self.ping_base(&endpoint.base, names).await {
-            Err(RegistryError::Tls { .. } | RegistryError::ConnectionRefused { .. })
-                if endpoint.http_fallback =>
-            {
+            Err(
+                RegistryError::Tls { .. }
+                | RegistryError::ConnectionRefused { .. }
+                | RegistryError::Network { .. },
+            ) if endpoint.http_fallback => {
                 let plain = endpoint.base.replacen("https://", "http://", 1);
                 self.ping_base(&plain, names).await?
             }
