@@ -599,19 +599,30 @@ async fn a_mirror_serves_docker_hub_names() {
 // ---------------------------------------------------------------------------------
 // Against a scripted server: corrupt and interrupted blobs.
 
-/// How the scripted server treats blob requests.
+/// How the scripted server behaves.
 #[derive(Clone, Copy)]
 enum BlobMode {
     /// Serves different bytes than the digest names.
     Corrupt,
     /// The first `n` blob requests send at most 4 KiB and then close.
     CutFirst(usize),
+    /// Wants Basic credentials, and redirects blobs to a storage server on this port.
+    RedirectTo(u16),
+    /// Answers manifest requests with 429 and `Retry-After: 30`.
+    RateLimited,
 }
 
 struct Scripted {
     port: u16,
     /// Each layer blob request's `Range` start (0 without a range).
     range_starts: Arc<Mutex<Vec<u64>>>,
+}
+
+/// What the scripted servers read of a request.
+struct Request {
+    path: String,
+    range: Option<u64>,
+    authorized: bool,
 }
 
 /// A one-image registry: a manifest, a config and one big layer.
@@ -645,31 +656,32 @@ fn scripted_registry(layer: Vec<u8>, diff_id: Digest, mode: BlobMode) -> (Script
             let (starts, blob_requests) = (Arc::clone(&starts), Arc::clone(&blob_requests));
             std::thread::spawn(move || {
                 let mut stream = stream;
-                let Some((path, range)) = read_request(&stream) else {
+                let Some(request) = read_request(&stream) else {
                     // Not HTTP (a TLS hello): answer as Go's server does.
-                    respond(&mut stream, "400 Bad Request", "text/plain", b"", None);
+                    respond(&mut stream, "400 Bad Request", b"", "");
                     return;
                 };
-                if path == "/v2/" {
-                    respond(&mut stream, "200 OK", "application/json", b"{}", None);
+                let path = request.path.as_str();
+                if matches!(mode, BlobMode::RedirectTo(_)) && !request.authorized {
+                    let challenge = "WWW-Authenticate: Basic realm=\"scripted\"\r\n";
+                    respond(&mut stream, "401 Unauthorized", b"", challenge);
+                } else if path == "/v2/" {
+                    respond(&mut stream, "200 OK", b"{}", "");
                 } else if path.contains("/manifests/") {
-                    respond(
-                        &mut stream,
-                        "200 OK",
-                        "application/vnd.docker.distribution.manifest.v2+json",
-                        &manifest,
-                        None,
-                    );
+                    if matches!(mode, BlobMode::RateLimited) {
+                        respond(
+                            &mut stream,
+                            "429 Too Many Requests",
+                            b"",
+                            "Retry-After: 30\r\n",
+                        );
+                    } else {
+                        respond(&mut stream, "200 OK", &manifest, "Content-Type: application/vnd.docker.distribution.manifest.v2+json\r\n");
+                    }
                 } else if path.ends_with(&config_digest.to_string()) {
-                    respond(
-                        &mut stream,
-                        "200 OK",
-                        "application/octet-stream",
-                        &config,
-                        None,
-                    );
+                    respond(&mut stream, "200 OK", &config, "");
                 } else if path.ends_with(&layer_digest.to_string()) {
-                    let start = range.unwrap_or(0);
+                    let start = request.range.unwrap_or(0);
                     starts.lock().expect("lock").push(start);
                     let count = blob_requests.fetch_add(1, Ordering::SeqCst) + 1;
                     serve_layer(&mut stream, &layer, start, mode, count);
@@ -677,15 +689,32 @@ fn scripted_registry(layer: Vec<u8>, diff_id: Digest, mode: BlobMode) -> (Script
                     respond(
                         &mut stream,
                         "404 Not Found",
-                        "application/json",
                         br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown"}]}"#,
-                        None,
+                        "",
                     );
                 }
             });
         }
     });
     (Scripted { port, range_starts }, image_id)
+}
+
+/// A blob storage server (as S3 behind Docker Hub): serves `blob` at any path and
+/// records whether each request carried an `Authorization` header.
+fn storage_server(blob: Vec<u8>) -> (u16, Arc<Mutex<Vec<bool>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let record = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            if let Some(request) = read_request(&stream) {
+                record.lock().expect("lock").push(request.authorized);
+                respond(&mut stream, "200 OK", &blob, "");
+            }
+        }
+    });
+    (port, seen)
 }
 
 fn serve_layer(stream: &mut TcpStream, layer: &[u8], start: u64, mode: BlobMode, count: usize) {
@@ -696,7 +725,11 @@ fn serve_layer(stream: &mut TcpStream, layer: &[u8], start: u64, mode: BlobMode,
             if let Some(byte) = bad.last_mut() {
                 *byte ^= 0xff;
             }
-            respond(stream, "200 OK", "application/octet-stream", &bad, None);
+            respond(stream, "200 OK", &bad, "");
+        }
+        BlobMode::RedirectTo(port) => {
+            let location = format!("Location: http://127.0.0.1:{port}/storage/blob\r\n");
+            respond(stream, "307 Temporary Redirect", b"", &location);
         }
         BlobMode::CutFirst(cuts) => {
             let rest = &layer[start..];
@@ -705,27 +738,33 @@ fn serve_layer(stream: &mut TcpStream, layer: &[u8], start: u64, mode: BlobMode,
             } else {
                 "200 OK"
             };
-            let range =
-                (start > 0).then(|| format!("bytes {start}-{}/{}", layer.len() - 1, layer.len()));
+            let range = if start > 0 {
+                format!(
+                    "Content-Range: bytes {start}-{}/{}\r\n",
+                    layer.len() - 1,
+                    layer.len()
+                )
+            } else {
+                String::new()
+            };
             if count <= cuts {
                 // Promise everything, send a little, hang up.
                 let head = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{range}Connection: close\r\n\r\n",
                     rest.len(),
-                    range.map(|r| format!("Content-Range: {r}\r\n")).unwrap_or_default()
                 );
                 let _ = stream.write_all(head.as_bytes());
                 let _ = stream.write_all(&rest[..rest.len().min(4096)]);
                 let _ = stream.flush();
             } else {
-                respond(stream, status, "application/octet-stream", rest, range);
+                respond(stream, status, rest, &range);
             }
         }
+        BlobMode::RateLimited => respond(stream, "200 OK", layer, ""),
     }
 }
 
-/// The request path and the `Range: bytes=N-` start, if any.
-fn read_request(stream: &TcpStream) -> Option<(String, Option<u64>)> {
+fn read_request(stream: &TcpStream) -> Option<Request> {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     let mut reader = stream;
@@ -738,30 +777,25 @@ fn read_request(stream: &TcpStream) -> Option<(String, Option<u64>)> {
             return None;
         }
     }
-    let text = String::from_utf8_lossy(&head).into_owned();
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
     let path = text.split_whitespace().nth(1)?.to_owned();
     let range = text
         .lines()
-        .find_map(|line| {
-            line.to_ascii_lowercase()
-                .strip_prefix("range: bytes=")
-                .map(str::to_owned)
-        })
+        .find_map(|line| line.strip_prefix("range: bytes="))
         .and_then(|value| value.trim_end_matches('-').parse().ok());
-    Some((path, range))
+    let authorized = text.lines().any(|line| line.starts_with("authorization:"));
+    Some(Request {
+        path,
+        range,
+        authorized,
+    })
 }
 
-fn respond(
-    stream: &mut TcpStream,
-    status: &str,
-    content_type: &str,
-    body: &[u8],
-    range: Option<String>,
-) {
+/// Writes a whole response; `extra` holds further header lines.
+fn respond(stream: &mut TcpStream, status: &str, body: &[u8], extra: &str) {
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
         body.len(),
-        range.map(|r| format!("Content-Range: {r}\r\n")).unwrap_or_default()
     );
     let _ = stream.write_all(head.as_bytes());
     let _ = stream.write_all(body);
@@ -903,4 +937,66 @@ async fn a_failed_pull_leaves_no_image_and_the_next_one_reuses_the_partial_blob(
         "the second pull continues after the kept bytes"
     );
     assert!(partial_files(&dir.path().join("images")).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn blob_redirects_to_another_host_carry_no_credentials() {
+    let (layer, diff_id) = big_layer();
+    let (storage_port, storage_auth) = storage_server(layer.clone());
+    let (server, id) = scripted_registry(layer, diff_id, BlobMode::RedirectTo(storage_port));
+    let host = format!("127.0.0.1:{}", server.port);
+    let docker_config = tempfile::tempdir().expect("tempdir");
+    fs::write(
+        docker_config.path().join("config.json"),
+        // "user:secret"
+        format!(r#"{{"auths": {{"{host}": {{"auth": "dXNlcjpzZWNyZXQ="}}}}}}"#),
+    )
+    .expect("write config.json");
+    let client = RegistryClient::new(
+        RegistryConfig::default(),
+        Some(docker_config.path().to_path_buf()),
+    )
+    .expect("client");
+    let (_dir, store) = new_store();
+    let name = Reference::parse(&format!("{host}/redirected/app:1")).expect("ref");
+    let pulled = pull(
+        &client,
+        &store,
+        &name,
+        &PullOptions::default(),
+        &Progress::none(),
+    )
+    .await
+    .expect("pull through the redirect");
+    assert_eq!(pulled.id, id);
+    let seen = storage_auth.lock().expect("lock").clone();
+    assert_eq!(
+        seen,
+        vec![false],
+        "the storage host never sees the registry password"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_is_explained_with_its_retry_time() {
+    let (layer, diff_id) = big_layer();
+    let (server, _) = scripted_registry(layer, diff_id, BlobMode::RateLimited);
+    let (_dir, store) = new_store();
+    let name = Reference::parse(&format!("127.0.0.1:{}/busy/app:1", server.port)).expect("ref");
+    let err = pull(
+        &client(),
+        &store,
+        &name,
+        &PullOptions::default(),
+        &Progress::none(),
+    )
+    .await
+    .expect_err("rate limited");
+    let text = err.to_string();
+    assert!(matches!(err, RegistryError::RateLimited { .. }), "{text}");
+    assert!(
+        text.contains("429") && text.contains("retry after 30 seconds"),
+        "{text}"
+    );
+    assert!(text.contains(&name.to_string()), "{text}");
 }
