@@ -610,12 +610,17 @@ enum BlobMode {
     RedirectTo(u16),
     /// Answers manifest requests with 429 and `Retry-After: 30`.
     RateLimited,
+    /// Docker Hub's flow: a Bearer challenge, tokens from `/token`; the first token
+    /// handed out is refused once on the blob (it "expired").
+    Bearer,
 }
 
 struct Scripted {
     port: u16,
     /// Each layer blob request's `Range` start (0 without a range).
     range_starts: Arc<Mutex<Vec<u64>>>,
+    /// Paths (with query) of the token requests.
+    token_requests: Arc<Mutex<Vec<String>>>,
 }
 
 /// What the scripted servers read of a request.
@@ -623,6 +628,8 @@ struct Request {
     path: String,
     range: Option<u64>,
     authorized: bool,
+    /// The `Authorization` header's value, lowercased.
+    authorization: Option<String>,
 }
 
 /// A one-image registry: a manifest, a config and one big layer.
@@ -649,11 +656,14 @@ fn scripted_registry(layer: Vec<u8>, diff_id: Digest, mode: BlobMode) -> (Script
     let starts = Arc::clone(&range_starts);
     let blob_requests = Arc::new(AtomicUsize::new(0));
     let image_id = ImageId::new(config_digest.clone());
+    let token_requests = Arc::new(Mutex::new(Vec::new()));
+    let tokens = Arc::clone(&token_requests);
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let (layer, config, manifest) = (layer.clone(), config.clone(), manifest.clone());
             let (layer_digest, config_digest) = (layer_digest.clone(), config_digest.clone());
             let (starts, blob_requests) = (Arc::clone(&starts), Arc::clone(&blob_requests));
+            let tokens = Arc::clone(&tokens);
             std::thread::spawn(move || {
                 let mut stream = stream;
                 let Some(request) = read_request(&stream) else {
@@ -662,6 +672,27 @@ fn scripted_registry(layer: Vec<u8>, diff_id: Digest, mode: BlobMode) -> (Script
                     return;
                 };
                 let path = request.path.as_str();
+                if matches!(mode, BlobMode::Bearer) {
+                    if let Some(query) = path.strip_prefix("/token?") {
+                        let mut tokens = tokens.lock().expect("lock");
+                        tokens.push(query.to_owned());
+                        let token = format!(r#"{{"token":"tok{}"}}"#, tokens.len());
+                        respond(&mut stream, "200 OK", token.as_bytes(), "");
+                        return;
+                    }
+                    let expired = request.authorization.as_deref() == Some("bearer tok1")
+                        && path.ends_with(&layer_digest.to_string());
+                    let valid = request
+                        .authorization
+                        .as_deref()
+                        .is_some_and(|value| value.starts_with("bearer tok"));
+                    if expired || !valid {
+                        let port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+                        let challenge = format!("WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"scripted\"\r\n");
+                        respond(&mut stream, "401 Unauthorized", b"", &challenge);
+                        return;
+                    }
+                }
                 if matches!(mode, BlobMode::RedirectTo(_)) && !request.authorized {
                     let challenge = "WWW-Authenticate: Basic realm=\"scripted\"\r\n";
                     respond(&mut stream, "401 Unauthorized", b"", challenge);
@@ -696,7 +727,14 @@ fn scripted_registry(layer: Vec<u8>, diff_id: Digest, mode: BlobMode) -> (Script
             });
         }
     });
-    (Scripted { port, range_starts }, image_id)
+    (
+        Scripted {
+            port,
+            range_starts,
+            token_requests,
+        },
+        image_id,
+    )
 }
 
 /// A blob storage server (as S3 behind Docker Hub): serves `blob` at any path and
@@ -760,7 +798,7 @@ fn serve_layer(stream: &mut TcpStream, layer: &[u8], start: u64, mode: BlobMode,
                 respond(stream, status, rest, &range);
             }
         }
-        BlobMode::RateLimited => respond(stream, "200 OK", layer, ""),
+        BlobMode::RateLimited | BlobMode::Bearer => respond(stream, "200 OK", layer, ""),
     }
 }
 
@@ -783,11 +821,15 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         .lines()
         .find_map(|line| line.strip_prefix("range: bytes="))
         .and_then(|value| value.trim_end_matches('-').parse().ok());
-    let authorized = text.lines().any(|line| line.starts_with("authorization:"));
+    let authorization = text
+        .lines()
+        .find_map(|line| line.strip_prefix("authorization:"))
+        .map(|value| value.trim().to_owned());
     Some(Request {
         path,
         range,
-        authorized,
+        authorized: authorization.is_some(),
+        authorization,
     })
 }
 
@@ -999,4 +1041,35 @@ async fn a_rate_limit_is_explained_with_its_retry_time() {
         "{text}"
     );
     assert!(text.contains(&name.to_string()), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_tokens_are_fetched_for_the_repository_scope_and_renewed() {
+    let (layer, diff_id) = big_layer();
+    let (server, id) = scripted_registry(layer, diff_id, BlobMode::Bearer);
+    let (_dir, store) = new_store();
+    let name = Reference::parse(&format!("127.0.0.1:{}/library/app:1", server.port)).expect("ref");
+    let pulled = pull(
+        &client(),
+        &store,
+        &name,
+        &PullOptions::default(),
+        &Progress::none(),
+    )
+    .await
+    .expect("anonymous bearer pull");
+    assert_eq!(pulled.id, id);
+    let requests = server.token_requests.lock().expect("lock").clone();
+    assert_eq!(
+        requests.len(),
+        2,
+        "one token, then one renewal after the 401: {requests:?}"
+    );
+    for query in &requests {
+        assert!(
+            query.contains("scope=repository%3alibrary%2fapp%3apull"),
+            "{query}"
+        );
+        assert!(query.contains("service=scripted"), "{query}");
+    }
 }
