@@ -1,16 +1,22 @@
 //! `rcompose image ...`: the embedded engine's image store, as `docker image` drives
-//! Docker's (load, save, import, ls, inspect, tag, rm, prune).
+//! Docker's (load, save, import, ls, inspect, tag, rm, prune, pull, push).
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context};
 use clap::{Subcommand, ValueEnum};
 use rcompose_runtime::image::reference::Reference;
+use rcompose_runtime::image::registry::{
+    self, Platform, Progress as LayerProgress, ProgressEvent, ProgressStatus, PullOptions,
+    RegistryClient,
+};
 use rcompose_runtime::image::store::{ImageSummary, Store};
 use rcompose_runtime::image::{archive, import};
 
-use super::GlobalOptions;
+use super::{GlobalOptions, Progress};
 use crate::ui;
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +75,25 @@ pub enum ImageCommand {
     },
     /// Remove untagged images and every layer and blob no image uses
     Prune,
+    /// Download an image from a registry
+    Pull {
+        /// Suppress verbose output
+        #[arg(short, long)]
+        quiet: bool,
+        /// Platform to take from a multi-platform image (os/arch[/variant])
+        #[arg(long, value_name = "PLATFORM", env = "DOCKER_DEFAULT_PLATFORM")]
+        platform: Option<String>,
+        #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+        reference: String,
+    },
+    /// Upload an image to a registry
+    Push {
+        /// Suppress verbose output
+        #[arg(short, long)]
+        quiet: bool,
+        #[arg(value_name = "NAME[:TAG]")]
+        reference: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -95,6 +120,12 @@ pub fn run(global: &GlobalOptions, command: &ImageCommand) -> anyhow::Result<u8>
             Ok(0)
         }
         ImageCommand::Rm { force, images } => remove(&store, images, *force),
+        ImageCommand::Pull {
+            quiet,
+            platform,
+            reference,
+        } => pull(global, &store, reference, platform.as_deref(), *quiet),
+        ImageCommand::Push { quiet, reference } => push(global, &store, reference, *quiet),
         ImageCommand::Prune => {
             let report = store.prune(&[])?;
             for id in &report.images {
@@ -319,6 +350,229 @@ fn ago(created: &str) -> String {
     }
 }
 
+/// `docker pull`: per-layer progress, then the digest, the status and the name.
+fn pull(
+    global: &GlobalOptions,
+    store: &Store,
+    text: &str,
+    platform: Option<&str>,
+    quiet: bool,
+) -> anyhow::Result<u8> {
+    let reference = parse_reference(text)?;
+    let options = PullOptions {
+        platform: platform.map(Platform::parse).transpose()?,
+        ..PullOptions::default()
+    };
+    let client = RegistryClient::from_state_root(&global.root)?;
+    let mode = RenderMode::choose(global.progress, quiet);
+    if mode != RenderMode::Quiet {
+        let tag = reference.tag().unwrap_or("latest");
+        println!("{tag}: Pulling from {}", familiar_repository(&reference));
+    }
+    let renderer = LayerRenderer::new(mode);
+    let outcome = block_on(registry::pull(
+        &client,
+        store,
+        &reference,
+        &options,
+        &renderer.progress(),
+    ))?;
+    renderer.finish();
+    if mode != RenderMode::Quiet {
+        println!("Digest: {}", outcome.manifest_digest);
+        let status = if outcome.updated {
+            "Downloaded newer image for"
+        } else {
+            "Image is up to date for"
+        };
+        println!("Status: {status} {}", reference.familiar());
+    }
+    println!("{reference}");
+    Ok(0)
+}
+
+/// `docker push`: per-layer progress, then `<tag>: digest: <digest> size: <n>`.
+fn push(global: &GlobalOptions, store: &Store, text: &str, quiet: bool) -> anyhow::Result<u8> {
+    let reference = parse_reference(text)?;
+    let client = RegistryClient::from_state_root(&global.root)?;
+    let mode = RenderMode::choose(global.progress, quiet);
+    if mode != RenderMode::Quiet {
+        println!(
+            "The push refers to repository [{}]",
+            familiar_repository(&reference)
+        );
+    }
+    let renderer = LayerRenderer::new(mode);
+    let outcome = block_on(registry::push(
+        &client,
+        store,
+        &reference,
+        &renderer.progress(),
+    ))?;
+    renderer.finish();
+    if mode != RenderMode::Quiet {
+        println!(
+            "{}: digest: {} size: {}",
+            reference.tag().unwrap_or("latest"),
+            outcome.manifest_digest,
+            outcome.size
+        );
+    }
+    Ok(0)
+}
+
+/// The repository as Docker names it in messages (`library/busybox` on Docker Hub).
+fn familiar_repository(reference: &Reference) -> String {
+    if reference.domain() == "docker.io" {
+        reference.path().to_owned()
+    } else {
+        reference.repository()
+    }
+}
+
+/// Registry work runs on a small runtime of its own: the CLI is synchronous.
+fn block_on<T>(
+    work: impl std::future::Future<Output = Result<T, registry::RegistryError>>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok(runtime.block_on(work)?)
+}
+
+/// How pull and push progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenderMode {
+    /// Nothing but the result.
+    Quiet,
+    /// A line whenever a layer changes state (logs, CI).
+    Plain,
+    /// A live bar per layer, as `docker pull` draws on a terminal.
+    Bars,
+}
+
+impl RenderMode {
+    pub fn choose(progress: Progress, quiet: bool) -> RenderMode {
+        match progress {
+            _ if quiet => RenderMode::Quiet,
+            Progress::Quiet => RenderMode::Quiet,
+            Progress::Plain | Progress::Json => RenderMode::Plain,
+            Progress::Tty => RenderMode::Bars,
+            Progress::Auto if std::io::stdout().is_terminal() => RenderMode::Bars,
+            Progress::Auto => RenderMode::Plain,
+        }
+    }
+}
+
+/// Draws [`ProgressEvent`]s: one indicatif bar per layer, or plain lines.
+pub struct LayerRenderer {
+    mode: RenderMode,
+    bars: indicatif::MultiProgress,
+    state: Arc<Mutex<RenderState>>,
+}
+
+#[derive(Default)]
+struct RenderState {
+    bars: HashMap<String, indicatif::ProgressBar>,
+    /// Last status printed per layer in plain mode, to print changes only.
+    printed: HashMap<String, String>,
+}
+
+impl LayerRenderer {
+    pub fn new(mode: RenderMode) -> LayerRenderer {
+        let bars = indicatif::MultiProgress::with_draw_target(
+            indicatif::ProgressDrawTarget::stdout_with_hz(10),
+        );
+        LayerRenderer {
+            mode,
+            bars,
+            state: Arc::new(Mutex::new(RenderState::default())),
+        }
+    }
+
+    /// The callback to hand to `registry::pull` or `registry::push`.
+    pub fn progress(&self) -> LayerProgress {
+        let (mode, bars, state) = (self.mode, self.bars.clone(), Arc::clone(&self.state));
+        match mode {
+            RenderMode::Quiet => LayerProgress::none(),
+            RenderMode::Plain => LayerProgress::new(move |event| {
+                if let Ok(mut state) = state.lock() {
+                    print_plain(&mut state, &event);
+                }
+            }),
+            RenderMode::Bars => LayerProgress::new(move |event| {
+                if let Ok(mut state) = state.lock() {
+                    draw_bar(&bars, &mut state, &event);
+                }
+            }),
+        }
+    }
+
+    /// Leaves every bar drawn in its final state.
+    pub fn finish(&self) {
+        if let Ok(state) = self.state.lock() {
+            for bar in state.bars.values() {
+                bar.finish();
+            }
+        }
+    }
+}
+
+fn print_plain(state: &mut RenderState, event: &ProgressEvent) {
+    if matches!(event.status, ProgressStatus::Resolving) {
+        return;
+    }
+    let line = event.status.to_string();
+    if state.printed.get(&event.id) != Some(&line) {
+        println!("{}: {line}", event.id);
+        state.printed.insert(event.id.clone(), line);
+    }
+}
+
+fn draw_bar(bars: &indicatif::MultiProgress, state: &mut RenderState, event: &ProgressEvent) {
+    if matches!(event.status, ProgressStatus::Resolving) {
+        return;
+    }
+    let bar = state
+        .bars
+        .entry(event.id.clone())
+        .or_insert_with(|| {
+            let bar = bars.add(indicatif::ProgressBar::new(0));
+            bar.set_prefix(event.id.clone());
+            bar.set_style(text_style());
+            bar
+        })
+        .clone();
+    match &event.status {
+        ProgressStatus::Downloading { current, total }
+        | ProgressStatus::Pushing { current, total } => {
+            bar.set_style(bytes_style());
+            bar.set_length(*total);
+            bar.set_position(*current);
+            bar.set_message(event.status.to_string());
+        }
+        other => {
+            bar.set_style(text_style());
+            bar.set_message(other.to_string());
+        }
+    }
+}
+
+fn text_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template("{prefix}: {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
+fn bytes_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "{prefix}: {msg} [{bar:40}] {decimal_bytes}/{decimal_total_bytes}",
+    )
+    .map(|style| style.progress_chars("=> "))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+}
+
 /// Sizes as Docker prints them: decimal units, three significant digits.
 fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
@@ -341,6 +595,57 @@ fn human_size(bytes: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn render_mode_follows_quiet_and_progress() {
+        assert_eq!(RenderMode::choose(Progress::Tty, true), RenderMode::Quiet);
+        assert_eq!(
+            RenderMode::choose(Progress::Quiet, false),
+            RenderMode::Quiet
+        );
+        assert_eq!(
+            RenderMode::choose(Progress::Plain, false),
+            RenderMode::Plain
+        );
+        assert_eq!(RenderMode::choose(Progress::Tty, false), RenderMode::Bars);
+    }
+
+    #[test]
+    fn plain_mode_prints_each_state_change_once() {
+        let mut state = RenderState::default();
+        let event = |status| ProgressEvent {
+            id: "abc".into(),
+            status,
+        };
+        print_plain(&mut state, &event(ProgressStatus::Waiting));
+        print_plain(
+            &mut state,
+            &event(ProgressStatus::Downloading {
+                current: 1,
+                total: 9,
+            }),
+        );
+        print_plain(
+            &mut state,
+            &event(ProgressStatus::Downloading {
+                current: 5,
+                total: 9,
+            }),
+        );
+        assert_eq!(state.printed["abc"], "Downloading");
+        print_plain(&mut state, &event(ProgressStatus::PullComplete));
+        assert_eq!(state.printed["abc"], "Pull complete");
+    }
+
+    #[test]
+    fn docker_hub_repositories_are_named_without_the_domain() {
+        let hub = Reference::parse("busybox").expect("reference");
+        assert_eq!(familiar_repository(&hub), "library/busybox");
+        let local = Reference::parse("localhost:5000/app:1").expect("reference");
+        assert_eq!(familiar_repository(&local), "localhost:5000/app");
+    }
+
     #[test]
     fn sizes_read_like_docker() {
         assert_eq!(super::human_size(512), "512B");

@@ -3,5 +3,6 @@
 pub mod archive;
 pub mod import;
 pub mod reference;
+pub mod registry;
 pub mod store;
 pub mod unpack;
