@@ -15,12 +15,14 @@
 //! path of that binary (`/proc/self/exe` in rcompose). The two talk over a
 //! `SOCK_SEQPACKET` socketpair passed as the helper's stdin (see `wire`).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
 
 use oci_spec::runtime::Spec;
 use rustix::event::{poll, PollFd, PollFlags};
@@ -75,22 +77,31 @@ pub enum Request {
         config: MonitorConfig,
         spec: Option<Box<Spec>>,
     },
+    /// Adds a connection: carries the helper's end of a new socket pair.
+    Connect,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Created { pid: i32, monitor_pid: i32 },
+    Connected,
     Error { message: String },
 }
 
 // ---------------------------------------------------------------------------------
 // Supervisor side
 
-/// The supervisor's handle on a helper process. One request at a time.
+/// A handle on a helper process, usable from many threads at once: each call
+/// takes a connection of its own, and the helper serves every connection while the
+/// monitors it forked create their containers. One helper (not one per thread)
+/// keeps the monitors sharing its memory pages.
 pub struct HelperClient {
-    socket: OwnedFd,
-    child: Child,
+    /// Only for asking for more connections; closing it makes the helper exit.
+    primary: Mutex<OwnedFd>,
+    /// Connections not in use (one request at a time on each).
+    idle: Mutex<Vec<OwnedFd>>,
+    child: Mutex<Child>,
 }
 
 impl HelperClient {
@@ -101,13 +112,7 @@ impl HelperClient {
             program: program.to_path_buf(),
             source,
         };
-        let (ours, theirs) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| spawn_error(e.into()))?;
+        let (ours, theirs) = packet_pair().map_err(spawn_error)?;
         let child = Command::new(program)
             .arg(HELPER_ARG)
             .stdin(Stdio::from(theirs))
@@ -122,43 +127,86 @@ impl HelperClient {
             .spawn()
             .map_err(spawn_error)?;
         Ok(HelperClient {
-            socket: ours,
-            child,
+            primary: Mutex::new(ours),
+            idle: Mutex::new(Vec::new()),
+            child: Mutex::new(child),
         })
     }
 
     /// The helper's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        lock(&self.child).id()
     }
 
     /// Sends `request` with `fds` and returns the helper's reply; a `Reply::Error`
     /// becomes `HelperError::Remote`.
-    pub fn call(
-        &mut self,
-        request: &Request,
-        fds: &[BorrowedFd<'_>],
-    ) -> Result<Reply, HelperError> {
-        send_message(self.socket.as_fd(), request, fds).map_err(|e| {
-            if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) {
-                HelperError::Gone
-            } else {
-                HelperError::Socket(e)
-            }
-        })?;
-        match recv_message::<Reply>(self.socket.as_fd())? {
-            None => Err(HelperError::Gone),
-            Some((Reply::Error { message }, _)) => Err(HelperError::Remote(message)),
-            Some((reply, _)) => Ok(reply),
+    pub fn call(&self, request: &Request, fds: &[BorrowedFd<'_>]) -> Result<Reply, HelperError> {
+        let idle = lock(&self.idle).pop();
+        let connection = match idle {
+            Some(connection) => connection,
+            None => self.connect()?,
+        };
+        let reply = exchange(connection.as_fd(), request, fds);
+        // A connection in an unknown state is not reused.
+        if matches!(reply, Ok(_) | Err(HelperError::Remote(_))) {
+            lock(&self.idle).push(connection);
+        }
+        reply
+    }
+
+    /// A new connection, asked for on the primary one.
+    fn connect(&self) -> Result<OwnedFd, HelperError> {
+        let (ours, theirs) = packet_pair().map_err(HelperError::Socket)?;
+        let primary = lock(&self.primary);
+        match exchange(primary.as_fd(), &Request::Connect, &[theirs.as_fd()])? {
+            Reply::Connected => Ok(ours),
+            other => Err(HelperError::Protocol(format!(
+                "connect answered with {other:?}"
+            ))),
         }
     }
 }
 
 impl Drop for HelperClient {
     fn drop(&mut self) {
-        // Closing the socket tells the helper to exit; reap it so no zombie is left.
-        let _ = rustix::net::shutdown(&self.socket, rustix::net::Shutdown::Both);
-        let _ = self.child.wait();
+        // Closing the primary socket tells the helper to exit; reap it so no zombie
+        // is left.
+        let _ = rustix::net::shutdown(&*lock(&self.primary), rustix::net::Shutdown::Both);
+        let _ = lock(&self.child).wait();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn packet_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::UNIX,
+        SocketType::SEQPACKET,
+        SocketFlags::CLOEXEC,
+        None,
+    )
+    .map_err(io::Error::from)
+}
+
+/// One request and its reply on one connection.
+fn exchange(
+    connection: BorrowedFd<'_>,
+    request: &Request,
+    fds: &[BorrowedFd<'_>],
+) -> Result<Reply, HelperError> {
+    send_message(connection, request, fds).map_err(|e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::PIPE.raw_os_error()) {
+            HelperError::Gone
+        } else {
+            HelperError::Socket(e)
+        }
+    })?;
+    match recv_message::<Reply>(connection)? {
+        None => Err(HelperError::Gone),
+        Some((Reply::Error { message }, _)) => Err(HelperError::Remote(message)),
+        Some((reply, _)) => Ok(reply),
     }
 }
 
@@ -201,43 +249,92 @@ fn run_helper() -> Result<(), HelperError> {
         alive_read,
         _alive_write: alive_write,
         monitors: Vec::new(),
+        connections: BTreeMap::from([(PRIMARY, socket)]),
+        pending: BTreeMap::new(),
+        next_connection: PRIMARY + 1,
     };
-    helper.serve(socket.as_fd())
+    helper.serve();
+    Ok(())
 }
+
+/// The connection the helper was started with.
+const PRIMARY: u64 = 0;
 
 struct Helper {
     /// Given to every monitor: it hangs up when this process exits, because only
     /// this process holds the write end.
     alive_read: OwnedFd,
     _alive_write: OwnedFd,
-    /// pidfds of the monitors forked so far, to reap them when they exit.
+    /// pidfds of the monitors that reported, to reap them when they exit.
     monitors: Vec<OwnedFd>,
+    connections: BTreeMap<u64, OwnedFd>,
+    /// The create in progress on a connection: its monitor is making the container.
+    pending: BTreeMap<u64, PendingCreate>,
+    next_connection: u64,
+}
+
+/// A forked monitor that has not reported yet.
+struct PendingCreate {
+    id: String,
+    container_dir: PathBuf,
+    monitor_pid: i32,
+    pidfd: OwnedFd,
+    /// A packet socket, not a pipe: the container's init is cloned before the
+    /// report is sent and holds a copy of the monitor's end until it execs, so the
+    /// helper cannot wait for EOF; it takes one message instead.
+    report: OwnedFd,
+}
+
+/// What one poll found.
+#[derive(Default)]
+struct Ready {
+    requests: Vec<u64>,
+    reports: Vec<u64>,
 }
 
 impl Helper {
-    fn serve(&mut self, socket: BorrowedFd<'_>) -> Result<(), HelperError> {
+    /// Serves until the primary connection closes. Started containers keep running
+    /// under their monitors; unstarted ones see `alive_read` hang up.
+    fn serve(&mut self) {
         loop {
-            let socket_ready = self.poll_once(socket)?;
-            if !socket_ready {
-                continue;
+            let ready = match self.poll_once() {
+                Ok(ready) => ready,
+                Err(err) => {
+                    eprintln!("rcompose container helper: {err}");
+                    return;
+                }
+            };
+            for connection in ready.reports {
+                self.finish_create(connection);
             }
-            let Some((request, fds)) = recv_message::<Request>(socket)? else {
-                // The supervisor is gone. Started containers keep running under
-                // their monitors; unstarted ones see `alive_read` hang up.
-                return Ok(());
-            };
-            let reply = match request {
-                Request::Create { config, spec } => self.create(config, spec, fds),
-            };
-            let reply = reply.unwrap_or_else(|message| Reply::Error { message });
-            send_message(socket, &reply, &[]).map_err(HelperError::Socket)?;
+            for connection in ready.requests {
+                self.answer(connection);
+            }
+            if !self.connections.contains_key(&PRIMARY) {
+                return;
+            }
         }
     }
 
-    /// Waits for the socket and reaps monitors that exited meanwhile; returns
-    /// whether the socket is readable (or closed).
-    fn poll_once(&mut self, socket: BorrowedFd<'_>) -> Result<bool, HelperError> {
-        let mut fds = vec![PollFd::from_borrowed_fd(socket, PollFlags::IN)];
+    /// Waits for a request on an idle connection or a report of a pending create,
+    /// and reaps monitors that exited meanwhile.
+    fn poll_once(&mut self) -> Result<Ready, HelperError> {
+        let idle: Vec<u64> = self
+            .connections
+            .keys()
+            .filter(|id| !self.pending.contains_key(id))
+            .copied()
+            .collect();
+        let pending: Vec<u64> = self.pending.keys().copied().collect();
+        let mut fds: Vec<PollFd<'_>> = idle
+            .iter()
+            .filter_map(|id| self.connections.get(id))
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .collect();
+        for create in self.pending.values() {
+            fds.push(PollFd::new(&create.report, PollFlags::IN));
+            fds.push(PollFd::new(&create.pidfd, PollFlags::IN));
+        }
         fds.extend(
             self.monitors
                 .iter()
@@ -245,32 +342,90 @@ impl Helper {
         );
         match poll(&mut fds, None) {
             Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => return Ok(false),
+            Err(rustix::io::Errno::INTR) => return Ok(Ready::default()),
             Err(e) => return Err(HelperError::Socket(e.into())),
         }
-        let ready: Vec<bool> = fds.iter().map(|fd| !fd.revents().is_empty()).collect();
+        let fired: Vec<bool> = fds.iter().map(|fd| !fd.revents().is_empty()).collect();
         drop(fds);
-        let socket_ready = ready.first().copied().unwrap_or(false);
-        let mut index = 0;
+        let (requests, rest) = fired.split_at(idle.len().min(fired.len()));
+        let (creates, exited) = rest.split_at((pending.len() * 2).min(rest.len()));
+        let ready = Ready {
+            requests: zip_fired(&idle, requests.iter().copied()),
+            reports: zip_fired(
+                &pending,
+                creates
+                    .chunks(2)
+                    .map(|pair| pair.iter().any(|fired| *fired)),
+            ),
+        };
+        let mut exited = exited.iter();
         self.monitors.retain(|pidfd| {
-            index += 1;
-            let exited = ready.get(index).copied().unwrap_or(false);
-            if exited {
+            let gone = exited.next().copied().unwrap_or(false);
+            if gone {
                 let _ = monitor::wait_pidfd(pidfd);
             }
-            !exited
+            !gone
         });
-        Ok(socket_ready)
+        Ok(ready)
     }
 
-    fn create(
+    /// Takes one request from `connection` and starts serving it.
+    fn answer(&mut self, connection: u64) {
+        let Some(socket) = self.connections.get(&connection) else {
+            return;
+        };
+        let (request, fds) = match recv_message::<Request>(socket.as_fd()) {
+            Ok(Some(message)) => message,
+            // Closed, or unreadable: the caller is gone.
+            Ok(None) | Err(_) => {
+                self.connections.remove(&connection);
+                return;
+            }
+        };
+        match request {
+            Request::Create { config, spec } => match self.start_create(config, spec, fds) {
+                Ok(pending) => {
+                    self.pending.insert(connection, pending);
+                }
+                Err(message) => self.reply(connection, &Reply::Error { message }),
+            },
+            Request::Connect => {
+                let reply = match <[OwnedFd; 1]>::try_from(fds) {
+                    Ok([socket]) => {
+                        self.connections.insert(self.next_connection, socket);
+                        self.next_connection += 1;
+                        Reply::Connected
+                    }
+                    Err(_) => Reply::Error {
+                        message: "connect: expected one socket".to_string(),
+                    },
+                };
+                self.reply(connection, &reply);
+            }
+        }
+    }
+
+    fn reply(&mut self, connection: u64, reply: &Reply) {
+        let sent = self
+            .connections
+            .get(&connection)
+            .map(|socket| send_message(socket.as_fd(), reply, &[]));
+        if !matches!(sent, Some(Ok(()))) {
+            self.connections.remove(&connection);
+        }
+    }
+
+    /// Prepares the bundle and forks the monitor, which creates the container and
+    /// reports; the helper serves other connections meanwhile.
+    fn start_create(
         &mut self,
         config: MonitorConfig,
         spec: Option<Box<Spec>>,
         fds: Vec<OwnedFd>,
-    ) -> Result<Reply, String> {
+    ) -> Result<PendingCreate, String> {
         let id = config.id.clone();
-        let bundle = config.container_dir.join("config.json");
+        let container_dir = config.container_dir.clone();
+        let bundle = container_dir.join("config.json");
         let spec = match spec {
             Some(spec) => {
                 let spec = adapt_spec(*spec)?;
@@ -287,16 +442,8 @@ impl Helper {
         fs::create_dir_all(&config.state_root)
             .map_err(|e| format!("create {id}: creating {}: {e}", config.state_root.display()))?;
         let (stdin, direct) = split_stdio(&id, &config.output, fds)?;
-        // A packet socket, not a pipe: the container's init is cloned before the
-        // report is sent and holds a copy of the monitor's end until it execs, so
-        // the helper cannot wait for EOF; it takes one message instead.
-        let (report_read, report_write) = socketpair(
-            AddressFamily::UNIX,
-            SocketType::SEQPACKET,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|e| format!("create {id}: report socket: {e}"))?;
+        let (report_read, report_write) =
+            packet_pair().map_err(|e| format!("create {id}: report socket: {e}"))?;
         let helper_alive = self
             .alive_read
             .try_clone()
@@ -315,8 +462,9 @@ impl Helper {
             helper_alive,
         };
         let monitor_pid = fork_child(move || {
-            // Nothing of the helper's (the supervisor's socket, other monitors'
-            // pidfds, the alive pipe's write end) may stay open in the monitor.
+            // Nothing of the helper's (its callers' sockets, other monitors'
+            // pidfds and reports, the alive pipe's write end) may stay open in the
+            // monitor.
             if close_descriptors_except(&keep).is_err() {
                 return 1;
             }
@@ -328,42 +476,62 @@ impl Helper {
         else {
             return Err(format!("create {id}: its monitor vanished at once"));
         };
-        let report = wait_for_report(report_read.as_fd(), pidfd.as_fd());
-        self.monitors.push(pidfd);
-        match report {
-            Some(Report::Created { pid }) => Ok(Reply::Created { pid, monitor_pid }),
-            Some(Report::Failed { message }) => Err(message),
-            None => Err(format!(
-                "create {id}: its monitor died before reporting (see {} in {})",
-                monitor::MONITOR_LOG,
-                bundle.parent().unwrap_or(Path::new("/")).display()
-            )),
-        }
+        Ok(PendingCreate {
+            id,
+            container_dir,
+            monitor_pid,
+            pidfd,
+            report: report_read,
+        })
+    }
+
+    /// The monitor of the create on `connection` reported (or died): answer.
+    fn finish_create(&mut self, connection: u64) {
+        let Some(create) = self.pending.remove(&connection) else {
+            return;
+        };
+        let report = take_report(create.report.as_fd());
+        self.monitors.push(create.pidfd);
+        let reply = match report {
+            Some(Report::Created { pid }) => Reply::Created {
+                pid,
+                monitor_pid: create.monitor_pid,
+            },
+            Some(Report::Failed { message }) => Reply::Error { message },
+            None => Reply::Error {
+                message: format!(
+                    "create {}: its monitor died before reporting (see {} in {})",
+                    create.id,
+                    monitor::MONITOR_LOG,
+                    create.container_dir.display()
+                ),
+            },
+        };
+        self.reply(connection, &reply);
     }
 }
 
-/// The monitor's report, or `None` when it exits without one.
-fn wait_for_report(report: BorrowedFd<'_>, monitor: BorrowedFd<'_>) -> Option<Report> {
-    loop {
-        let mut fds = [
-            PollFd::from_borrowed_fd(report, PollFlags::IN),
-            PollFd::from_borrowed_fd(monitor, PollFlags::IN),
-        ];
-        match poll(&mut fds, None) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(_) => return None,
-        }
-        let [report_ready, monitor_exited] = fds.map(|fd| !fd.revents().is_empty());
-        if report_ready {
-            return recv_message::<Report>(report)
-                .ok()
-                .flatten()
-                .map(|(r, _)| r);
-        }
-        if monitor_exited {
-            return None;
-        }
+/// The ids whose poll entry fired.
+fn zip_fired(ids: &[u64], fired: impl Iterator<Item = bool>) -> Vec<u64> {
+    ids.iter()
+        .zip(fired)
+        .filter(|(_, fired)| *fired)
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+/// The monitor's report, once its socket or its pidfd fired: `None` when it
+/// exited without one.
+fn take_report(report: BorrowedFd<'_>) -> Option<Report> {
+    let mut fds = [PollFd::from_borrowed_fd(report, PollFlags::IN)];
+    let now = rustix::event::Timespec::default();
+    if !matches!(poll(&mut fds, Some(&now)), Ok(ready) if ready > 0) {
+        return None;
     }
+    recv_message::<Report>(report)
+        .ok()
+        .flatten()
+        .map(|(r, _)| r)
 }
 
 /// Compiles the container's seccomp profile here, once per profile for the

@@ -20,7 +20,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use oci_spec::image::ImageConfiguration;
@@ -247,10 +247,9 @@ impl PendingWait {
 /// in the containers' monitors.
 pub struct Runtime {
     program: PathBuf,
-    /// Idle helpers. A create takes one, or starts one when all are busy, so that
-    /// creates from several threads run side by side (each helper serves one
-    /// request at a time: it forks a monitor and waits for its report).
-    helpers: Mutex<Vec<HelperClient>>,
+    /// The helper, started on the first create; creates from several threads run
+    /// side by side through it. Replaced when it died.
+    helper: Mutex<Option<Arc<HelperClient>>>,
     state_root: PathBuf,
     /// The built-in init, installed under the state root on first need.
     init_binary: OnceLock<PathBuf>,
@@ -263,7 +262,7 @@ impl Runtime {
     pub fn new(program: &Path, state_root: impl Into<PathBuf>) -> Runtime {
         Runtime {
             program: program.to_path_buf(),
-            helpers: Mutex::new(Vec::new()),
+            helper: Mutex::new(None),
             state_root: state_root.into(),
             init_binary: OnceLock::new(),
         }
@@ -401,15 +400,14 @@ impl Runtime {
             config,
             spec: spec.map(Box::new),
         };
-        let idle = self.idle_helpers().pop();
-        let mut helper = match idle {
-            Some(helper) => helper,
-            None => HelperClient::spawn(&self.program)?,
-        };
+        let helper = self.helper()?;
         let reply = helper.call(&request, fds);
-        // A dead helper is dropped (and reaped); the next call starts another.
-        if !matches!(reply, Err(HelperError::Gone | HelperError::Socket(_))) {
-            self.idle_helpers().push(helper);
+        if matches!(reply, Err(HelperError::Gone | HelperError::Socket(_))) {
+            // Dead: dropped (and reaped) once no call uses it; the next starts another.
+            let mut current = self.helper.lock().unwrap_or_else(|e| e.into_inner());
+            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &helper)) {
+                *current = None;
+            }
         }
         match reply {
             Ok(Reply::Created { pid, .. }) => Ok(pid),
@@ -422,8 +420,14 @@ impl Runtime {
         }
     }
 
-    fn idle_helpers(&self) -> std::sync::MutexGuard<'_, Vec<HelperClient>> {
-        self.helpers.lock().unwrap_or_else(|e| e.into_inner())
+    fn helper(&self) -> Result<Arc<HelperClient>, LifecycleError> {
+        let mut current = self.helper.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(helper) = current.as_ref() {
+            return Ok(helper.clone());
+        }
+        let helper = Arc::new(HelperClient::spawn(&self.program)?);
+        *current = Some(helper.clone());
+        Ok(helper)
     }
 
     /// Runs the container's process. A stopped container starts again (a new
