@@ -79,7 +79,7 @@ fn main() {
         println!("up_down: skipped, cannot create a network namespace: {err}");
         return;
     }
-    let tests: [(&str, TestFn); 10] = [
+    let tests: [(&str, TestFn); 11] = [
         (
             "up_converges_scales_stops_and_down_leaves_nothing",
             detached_lifecycle,
@@ -87,6 +87,10 @@ fn main() {
         (
             "attached_up_prints_logs_and_returns_the_exit_code",
             attached_up,
+        ),
+        (
+            "abort_on_container_failure_stops_the_rest",
+            abort_on_failure,
         ),
         ("ctrl_c_stops_an_attached_up_gracefully", interrupted_up),
         ("a_failed_check_creates_nothing", failed_check),
@@ -204,10 +208,14 @@ fn line_index(stderr: &str, line: &str) -> Result<usize, String> {
 }
 
 fn states(root: &Path) -> Result<Vec<(String, ContainerState)>, String> {
+    states_of(root, PROJECT)
+}
+
+fn states_of(root: &Path, project: &str) -> Result<Vec<(String, ContainerState)>, String> {
     let engine =
         NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
     let mut states: Vec<(String, ContainerState)> = engine
-        .list(PROJECT)
+        .list(project)
         .map_err(|e| e.to_string())?
         .into_iter()
         .map(|c| (c.name, c.state))
@@ -342,6 +350,56 @@ fn attached_up(root: &Path, dir: &Path) -> Result<(), String> {
         if !stdout.lines().any(|l| l.trim_end() == line) {
             return Err(format!("no line {line:?} in stdout:\n{stdout}"));
         }
+    }
+    if !down.status.success() {
+        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
+    }
+    Ok(())
+}
+
+const ONE_FAILS: &str = r#"
+services:
+  fine:
+    image: busybox
+    command: ["sh", "-c", "echo fine"]
+  failing:
+    image: busybox
+    command: ["sh", "-c", "sleep 0.5; echo failing; exit 4"]
+  server:
+    image: busybox
+    command: ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+"#;
+
+/// `--abort-on-container-failure`: a container exiting 0 ends nothing; the first
+/// non-zero exit stops the others and is `up`'s exit code.
+fn abort_on_failure(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::write(dir.join("compose.yaml"), ONE_FAILS).map_err(|e| e.to_string())?;
+    let output = rcompose(
+        root,
+        dir,
+        "abortfail",
+        &["up", "--abort-on-container-failure", "-t", "5"],
+    )?;
+    let still_running: Vec<String> = states_of(root, "abortfail")?
+        .into_iter()
+        .filter(|(_, state)| *state == ContainerState::Running)
+        .map(|(name, _)| name)
+        .collect();
+    let down = rcompose(root, dir, "abortfail", &["down", "-t", "0"])?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    check_eq(
+        &output.status.code(),
+        &Some(4),
+        &format!("exit code of `up --abort-on-container-failure` ({stderr})"),
+    )?;
+    for line in ["fine-1 exited with code 0", "failing-1 exited with code 4"] {
+        if !stdout.lines().any(|l| l.trim_end() == line) {
+            return Err(format!("no line {line:?} in stdout:\n{stdout}"));
+        }
+    }
+    if !still_running.is_empty() {
+        return Err(format!("still running after the abort: {still_running:?}"));
     }
     if !down.status.success() {
         return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));

@@ -66,6 +66,10 @@ pub struct UpArgs {
     /// --abort-on-container-exit)
     #[arg(long, value_name = "SERVICE", conflicts_with = "detach")]
     pub exit_code_from: Option<String>,
+    /// Stop all containers if any container exited with failure; its exit code is
+    /// returned
+    #[arg(long, conflicts_with_all = ["detach", "abort_on_container_exit"])]
+    pub abort_on_container_failure: bool,
     /// Produce monochrome output
     #[arg(long)]
     pub no_color: bool,
@@ -76,7 +80,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub timestamps: bool,
     /// Wait for services to be running|healthy. Implies detached mode.
-    #[arg(long, conflicts_with_all = ["abort_on_container_exit", "exit_code_from"])]
+    #[arg(long, conflicts_with_all = ["abort_on_container_exit", "abort_on_container_failure", "exit_code_from"])]
     pub wait: bool,
     /// Maximum duration in seconds to wait for the project to be running|healthy
     #[arg(long, value_name = "SECONDS")]
@@ -261,6 +265,7 @@ pub fn run(global: &GlobalOptions, args: &UpArgs) -> anyhow::Result<u8> {
     let attach = Attach {
         style: LogStyle::for_stdout(args.no_color, args.no_log_prefix, args.timestamps),
         abort,
+        abort_on_failure: args.abort_on_container_failure,
         exit_code_from: args.exit_code_from.clone(),
         timeout,
         logs_of: attached_services(&context.project, &args.attach, &args.no_attach),
@@ -482,6 +487,8 @@ fn interrupt_signals() -> SigSet {
 struct Attach {
     style: LogStyle,
     abort: bool,
+    /// `--abort-on-container-failure`: abort only on a non-zero exit.
+    abort_on_failure: bool,
     exit_code_from: Option<String>,
     timeout: Option<Duration>,
     /// `--attach`/`--no-attach`: the services whose logs are shown.
@@ -583,15 +590,18 @@ fn follow_until_done(
             scope.spawn(move || {
                 let code = engine.wait_exit(&container.id).unwrap_or(-1);
                 handle.status(name, format!("exited with code {code}"));
+                let failed = code != 0;
                 let wanted = attach
                     .exit_code_from
                     .as_ref()
-                    .is_none_or(|service| *service == container.service);
+                    .is_none_or(|service| *service == container.service)
+                    && (failed || !attach.abort_on_failure);
                 if wanted {
                     let mut slot = exit_code.lock().unwrap_or_else(|e| e.into_inner());
                     slot.get_or_insert(code);
                 }
-                if attach.abort && !aborted.swap(true, Ordering::SeqCst) {
+                let ends_run = attach.abort || (attach.abort_on_failure && failed);
+                if ends_run && !aborted.swap(true, Ordering::SeqCst) {
                     eprintln!("Aborting on container exit...");
                     stop_all(false);
                 }
@@ -619,7 +629,9 @@ fn follow_until_done(
     // `--exit-code-from`: that service's code; `--abort-on-container-exit`: the code of
     // the container that ended the run, as Compose returns them.
     match code {
-        Some(code) if attach.abort => Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1)),
+        Some(code) if attach.abort || attach.abort_on_failure => {
+            Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+        }
         _ => Ok(0),
     }
 }
