@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use rcompose_runtime::image::import::host_architecture;
 use rcompose_runtime::image::reference::{Digest, Reference};
 use rcompose_runtime::image::registry::{
-    pull, push, Platform, Progress, ProgressEvent, PullOptions, RegistryClient, RegistryConfig,
-    RegistryError,
+    pull, push, Platform, Progress, ProgressEvent, PullOptions, PullOutcome, RegistryClient,
+    RegistryConfig, RegistryError,
 };
 use rcompose_runtime::image::store::{ChainId, ImageId, Store};
 use tempfile::TempDir;
@@ -236,6 +236,22 @@ fn client() -> RegistryClient {
 }
 
 /// A file as the pulled image's merged filesystem shows it (top layer wins).
+/// A pull for the host's platform, without progress.
+async fn pull_plain(
+    client: &RegistryClient,
+    store: &Store,
+    name: &Reference,
+) -> Result<PullOutcome, RegistryError> {
+    pull(
+        client,
+        store,
+        name,
+        &PullOptions::default(),
+        &Progress::none(),
+    )
+    .await
+}
+
 fn image_file(store: &Store, name: &str, path: &str) -> Vec<u8> {
     let image = store.resolve(name).expect("image");
     for dir in store.layer_dirs(&image).expect("layers") {
@@ -443,15 +459,9 @@ async fn missing_tags_and_stopped_registries_are_explained() {
     let registry = start_registry(None);
     let (_a, store) = new_store();
     let absent = registry.reference("nothing/here:1");
-    let err = pull(
-        &client(),
-        &store,
-        &absent,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect_err("no such image");
+    let err = pull_plain(&client(), &store, &absent)
+        .await
+        .expect_err("no such image");
     assert!(matches!(err, RegistryError::NotFound { .. }), "{err}");
     assert!(err.to_string().contains(&absent.to_string()), "{err}");
 
@@ -463,15 +473,9 @@ async fn missing_tags_and_stopped_registries_are_explained() {
     let port = registry.port;
     drop(registry);
     let gone = Reference::parse(&format!("127.0.0.1:{port}/app:1")).expect("reference");
-    let err = pull(
-        &client(),
-        &store,
-        &gone,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect_err("registry stopped");
+    let err = pull_plain(&client(), &store, &gone)
+        .await
+        .expect_err("registry stopped");
     assert!(err.to_string().contains("connection refused"), "{err}");
 }
 
@@ -516,26 +520,14 @@ async fn an_htpasswd_registry_needs_the_docker_config_credentials() {
         .await
         .expect("push with credentials");
     let (_b, target) = new_store();
-    let pulled = pull(
-        &with_login,
-        &target,
-        &name,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect("pull with credentials");
+    let pulled = pull_plain(&with_login, &target, &name)
+        .await
+        .expect("pull with credentials");
     assert_eq!(pulled.id, id);
 
-    let err = pull(
-        &client(),
-        &target,
-        &name,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect_err("anonymous pull");
+    let err = pull_plain(&client(), &target, &name)
+        .await
+        .expect_err("anonymous pull");
     assert!(
         err.to_string().contains("no credentials were found"),
         "{err}"
@@ -547,15 +539,9 @@ async fn an_htpasswd_registry_needs_the_docker_config_credentials() {
         Some(docker_config.path().to_path_buf()),
     )
     .expect("client");
-    let err = pull(
-        &wrong,
-        &target,
-        &name,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect_err("wrong password");
+    let err = pull_plain(&wrong, &target, &name)
+        .await
+        .expect_err("wrong password");
     assert!(
         err.to_string().contains("rejected the credentials"),
         "{err}"
@@ -583,15 +569,9 @@ async fn a_mirror_serves_docker_hub_names() {
     .expect("client");
     let (_b, target) = new_store();
     let hub = Reference::parse("busybox").expect("reference");
-    let pulled = pull(
-        &mirrored,
-        &target,
-        &hub,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect("pull through the mirror");
+    let pulled = pull_plain(&mirrored, &target, &hub)
+        .await
+        .expect("pull through the mirror");
     assert_eq!(pulled.id, id);
     assert!(target.resolve("busybox:latest").is_ok());
 }
@@ -877,15 +857,9 @@ async fn a_corrupt_blob_is_refused_and_nothing_is_kept() {
     let (server, _) = scripted_registry(layer, diff_id, BlobMode::Corrupt);
     let (dir, store) = new_store();
     let name = Reference::parse(&format!("127.0.0.1:{}/corrupt/app:1", server.port)).expect("ref");
-    let err = pull(
-        &client(),
-        &store,
-        &name,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect_err("corrupt blob");
+    let err = pull_plain(&client(), &store, &name)
+        .await
+        .expect_err("corrupt blob");
     let text = err.to_string();
     assert!(
         matches!(err, RegistryError::DigestMismatch { .. }),
@@ -936,15 +910,9 @@ async fn a_failed_pull_leaves_no_image_and_the_next_one_reuses_the_partial_blob(
     let (server, id) = scripted_registry(layer, diff_id, BlobMode::CutFirst(4));
     let (dir, store) = new_store();
     let name = Reference::parse(&format!("127.0.0.1:{}/flaky/app:1", server.port)).expect("ref");
-    let err = pull(
-        &client(),
-        &store,
-        &name,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect_err("every attempt is cut");
+    let err = pull_plain(&client(), &store, &name)
+        .await
+        .expect_err("every attempt is cut");
     assert!(matches!(err, RegistryError::Interrupted { .. }), "{err}");
     assert!(err.to_string().contains(&name.to_string()), "{err}");
     assert!(
@@ -961,15 +929,9 @@ async fn a_failed_pull_leaves_no_image_and_the_next_one_reuses_the_partial_blob(
         "the verified prefix is kept"
     );
 
-    let pulled = pull(
-        &client(),
-        &store,
-        &name,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect("second pull");
+    let pulled = pull_plain(&client(), &store, &name)
+        .await
+        .expect("second pull");
     assert_eq!(pulled.id, id);
     let starts = server.range_starts.lock().expect("lock").clone();
     assert_eq!(starts.len(), 5);
@@ -1001,15 +963,9 @@ async fn blob_redirects_to_another_host_carry_no_credentials() {
     .expect("client");
     let (_dir, store) = new_store();
     let name = Reference::parse(&format!("{host}/redirected/app:1")).expect("ref");
-    let pulled = pull(
-        &client,
-        &store,
-        &name,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect("pull through the redirect");
+    let pulled = pull_plain(&client, &store, &name)
+        .await
+        .expect("pull through the redirect");
     assert_eq!(pulled.id, id);
     let seen = storage_auth.lock().expect("lock").clone();
     assert_eq!(
@@ -1025,15 +981,9 @@ async fn a_rate_limit_is_explained_with_its_retry_time() {
     let (server, _) = scripted_registry(layer, diff_id, BlobMode::RateLimited);
     let (_dir, store) = new_store();
     let name = Reference::parse(&format!("127.0.0.1:{}/busy/app:1", server.port)).expect("ref");
-    let err = pull(
-        &client(),
-        &store,
-        &name,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect_err("rate limited");
+    let err = pull_plain(&client(), &store, &name)
+        .await
+        .expect_err("rate limited");
     let text = err.to_string();
     assert!(matches!(err, RegistryError::RateLimited { .. }), "{text}");
     assert!(
@@ -1049,15 +999,9 @@ async fn bearer_tokens_are_fetched_for_the_repository_scope_and_renewed() {
     let (server, id) = scripted_registry(layer, diff_id, BlobMode::Bearer);
     let (_dir, store) = new_store();
     let name = Reference::parse(&format!("127.0.0.1:{}/library/app:1", server.port)).expect("ref");
-    let pulled = pull(
-        &client(),
-        &store,
-        &name,
-        &PullOptions::default(),
-        &Progress::none(),
-    )
-    .await
-    .expect("anonymous bearer pull");
+    let pulled = pull_plain(&client(), &store, &name)
+        .await
+        .expect("anonymous bearer pull");
     assert_eq!(pulled.id, id);
     let requests = server.token_requests.lock().expect("lock").clone();
     assert_eq!(
