@@ -50,6 +50,7 @@ services:
       start_period: 5s
   client:
     image: busybox
+    dns: [127.0.0.2]
     command:
       - sh
       - -c
@@ -177,6 +178,7 @@ fn run_all(engine: &mut NativeEngine, project: &Project, root: &Path) -> Result<
     let answer = eventually(|| tcp_read("127.0.0.1:18080".parse().expect("an address")))?;
     check_eq(&answer.as_str(), &"hi\n", "127.0.0.1:18080")?;
     web_becomes_healthy(root)?;
+    own_dns_server_answers_other_names(engine)?;
     flaky_is_restarted_twice(engine)?;
     supervisor_survives_sigkill(engine, project, root)?;
 
@@ -254,6 +256,83 @@ fn web_becomes_healthy(root: &Path) -> Result<(), String> {
     })
 }
 
+/// The client's `dns: [127.0.0.2]`: names the project does not know are forwarded
+/// to that server (a fake one here, answering every A query with 192.0.2.77), not
+/// to the host's resolvers.
+fn own_dns_server_answers_other_names(engine: &NativeEngine) -> Result<(), String> {
+    let upstream =
+        std::net::UdpSocket::bind("127.0.0.2:53").map_err(|e| format!("127.0.0.2:53: {e}"))?;
+    upstream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .map_err(|e| e.to_string())?;
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut buffer = [0u8; 512];
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Ok((len, peer)) = upstream.recv_from(&mut buffer) {
+                    if let Some(reply) = fake_a_answer(&buffer[..len], [192, 0, 2, 77]) {
+                        let _ = upstream.send_to(&reply, peer);
+                    }
+                }
+            }
+        });
+        let answer = eventually(|| {
+            let text = exec_output(engine, "nativee2e-client-1", &["nslookup", "probe.example"])?;
+            if text.contains("192.0.2.77") {
+                Ok(())
+            } else {
+                Err(format!("nslookup probe.example: {text:?}"))
+            }
+        });
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        answer
+    })
+}
+
+/// A DNS reply to `query`: one A record for its question when it asks for A,
+/// no records otherwise.
+fn fake_a_answer(query: &[u8], address: [u8; 4]) -> Option<Vec<u8>> {
+    let header = query.get(..12)?;
+    let mut end = 12;
+    while *query.get(end)? != 0 {
+        end += usize::from(*query.get(end)?) + 1;
+    }
+    let question = query.get(12..end + 5)?;
+    let asks_a = question.get(question.len() - 4..question.len() - 2)? == [0, 1];
+    let mut reply = header.to_vec();
+    reply[2] = 0x81; // response, recursion desired
+    reply[3] = 0x80; // recursion available, no error
+    reply[4..12].copy_from_slice(&[0, 1, 0, u8::from(asks_a), 0, 0, 0, 0]);
+    reply.extend_from_slice(question);
+    if asks_a {
+        // The question's name (pointer), A, IN, TTL 60, 4 bytes of address.
+        reply.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+        reply.extend_from_slice(&address);
+    }
+    Some(reply)
+}
+
+/// What `args` prints in the container.
+fn exec_output(engine: &NativeEngine, id: &str, args: &[&str]) -> Result<String, String> {
+    let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| e.to_string())?;
+    let session = engine
+        .runtime()
+        .exec(
+            id,
+            ExecOptions {
+                args: args.iter().map(|a| a.to_string()).collect(),
+                stdout: Some(out_w),
+                ..ExecOptions::default()
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    let mut text = String::new();
+    let _ = fs::File::from(out_r).read_to_string(&mut text);
+    let _ = session.wait();
+    Ok(text)
+}
+
 /// `restart: on-failure:2` on a command that exits 3: three runs, then it stays down.
 fn flaky_is_restarted_twice(engine: &NativeEngine) -> Result<(), String> {
     let id = "nativee2e-flaky-1";
@@ -296,21 +375,7 @@ fn supervisor_survives_sigkill(
         .map(|e| e.ipv4.to_string())
         .ok_or("web has no endpoint")?;
     eventually(|| {
-        let (out_r, out_w) = rustix::pipe::pipe().map_err(|e| e.to_string())?;
-        let session = engine
-            .runtime()
-            .exec(
-                "nativee2e-client-1",
-                ExecOptions {
-                    args: vec!["nslookup".into(), "web".into()],
-                    stdout: Some(out_w),
-                    ..ExecOptions::default()
-                },
-            )
-            .map_err(|e| e.to_string())?;
-        let mut text = String::new();
-        let _ = fs::File::from(out_r).read_to_string(&mut text);
-        let _ = session.wait();
+        let text = exec_output(engine, "nativee2e-client-1", &["nslookup", "web"])?;
         if text.contains(&web) {
             Ok(())
         } else {

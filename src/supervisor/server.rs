@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use rcompose_runtime::container::lifecycle::{LifecycleError, Runtime};
 use rcompose_runtime::container::status::{ContainerState as ContainerRuntimeState, ExitStatus};
-use rcompose_runtime::network::dns::{DnsRegistry, DnsServer, DnsServerConfig};
+use rcompose_runtime::network::dns::{DnsRegistry, DnsServer, DnsServerConfig, ResolverOptions};
 use rcompose_runtime::network::hostfiles::{
     read_host_file, upstreams_from_resolv_conf, HOST_RESOLV_CONF,
 };
@@ -49,6 +49,8 @@ type PortKey = (Ipv4Addr, u16, Protocol);
 struct Seen {
     service: String,
     running: bool,
+    /// Its own DNS servers and search domains (Compose `dns`, `dns_search`).
+    resolver: Option<ResolverOptions>,
     /// Its process exists, or it exited and no supervisor has applied its policy to
     /// that exit yet (it may have exited before any supervisor ran).
     needs_watcher: bool,
@@ -80,6 +82,8 @@ struct State {
     reservations: BTreeMap<PortKey, PortReservation>,
     watched: BTreeSet<String>,
     health_checked: BTreeSet<String>,
+    /// Containers whose resolver options the DNS registry holds.
+    resolved: BTreeSet<String>,
 }
 
 pub(super) fn run(root: &Path, project: &str) -> Result<(), SupervisorError> {
@@ -276,7 +280,7 @@ impl Supervisor {
             self.done.notify_one();
             return;
         }
-        self.serve_dns(&networks);
+        self.serve_dns(&networks, &containers);
         self.reserve_ports(&networks, &containers);
         let policies = ServicePolicies::load(&self.dir).unwrap_or_default();
         for (id, seen) in containers {
@@ -321,6 +325,7 @@ impl Supervisor {
                 );
                 let seen = Seen {
                     running: c.state == ContainerState::Running,
+                    resolver: engine.resolver_options(&c.id),
                     needs_watcher: !exited || !self.exit_handled(engine.runtime(), &c.id),
                     service: c.service,
                 };
@@ -339,7 +344,7 @@ impl Supervisor {
 
     /// One DNS server per network on its gateway; the registry rebuilt from the
     /// networks' endpoints.
-    fn serve_dns(&self, networks: &[NetworkRecord]) {
+    fn serve_dns(&self, networks: &[NetworkRecord], containers: &BTreeMap<String, Seen>) {
         let upstreams = read_host_file(Path::new(HOST_RESOLV_CONF))
             .map(|text| upstreams_from_resolv_conf(&text))
             .unwrap_or_default();
@@ -376,6 +381,20 @@ impl Supervisor {
                 Err(err) => eprintln!("dns {}: {err}", network.name),
             }
         }
+        // Each container's own `dns` servers and search domains; forgotten with it.
+        let with_options: BTreeSet<String> = containers
+            .iter()
+            .filter_map(|(id, seen)| {
+                let options = seen.resolver.clone()?;
+                self.registry.set_resolver_options(id, options);
+                Some(id.clone())
+            })
+            .collect();
+        for gone in state.resolved.difference(&with_options) {
+            self.registry
+                .set_resolver_options(gone, ResolverOptions::default());
+        }
+        state.resolved = with_options;
     }
 
     /// Holds every published port of the project's containers; a port still held

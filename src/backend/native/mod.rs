@@ -470,6 +470,9 @@ impl NativeEngine {
                 })?;
                 config.namespaces.network = NamespaceMode::Join(made.netns_path().to_path_buf());
                 if !attachments.is_empty() {
+                    record.dns_upstreams = made.resolver.upstreams.clone();
+                    record.dns_search = made.resolver.search_domains.clone();
+                    self.save_record(record)?;
                     resolver = Some(made.resolver.clone());
                 }
                 endpoints = made.endpoints;
@@ -688,6 +691,19 @@ impl NativeEngine {
             }),
             Err(err) => Err(store_error(err)),
         }
+    }
+
+    /// What the project's DNS servers apply to the container's queries (its
+    /// `dns` and `dns_search`); `None` when it set neither or is not ours.
+    pub fn resolver_options(&self, id: &str) -> Option<ResolverOptions> {
+        let record = TeardownRecord::load(&self.root, id).ok().flatten()?;
+        if record.dns_upstreams.is_empty() && record.dns_search.is_empty() {
+            return None;
+        }
+        Some(ResolverOptions {
+            upstreams: record.dns_upstreams,
+            search_domains: record.dns_search,
+        })
     }
 
     /// Runs a created (or stopped) container.

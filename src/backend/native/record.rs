@@ -5,6 +5,7 @@
 use rcompose_runtime::atomic_file::replace_json;
 use std::fs;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -26,6 +27,12 @@ pub struct TeardownRecord {
     pub volumes: Vec<AttachedVolume>,
     /// The container's cgroup, whose empty project parent is removed with it.
     pub cgroups_path: String,
+    /// Its Compose `dns` servers and `dns_search` domains, which the project's DNS
+    /// servers apply to its queries (names not known locally go to these servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_upstreams: Vec<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_search: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

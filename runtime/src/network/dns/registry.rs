@@ -132,9 +132,13 @@ impl DnsRegistry {
                 .filter(|domain| !domain.is_empty())
                 .collect(),
         };
-        self.write()
-            .resolvers
-            .insert(container_id.to_string(), options);
+        let mut state = self.write();
+        if options == ResolverOptions::default() {
+            // Nothing of its own: the server's defaults apply; no entry to keep.
+            state.resolvers.remove(container_id);
+        } else {
+            state.resolvers.insert(container_id.to_string(), options);
+        }
     }
 
     /// The records of `network`, in the order they were added.
