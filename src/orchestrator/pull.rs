@@ -99,21 +99,21 @@ pub enum PullError {
         service: String,
         platform: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("service {service}: pulling image {image} failed: {source}")]
     Pull {
         service: String,
         image: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("service {service}: pushing image {image} failed: {source}")]
     Push {
         service: String,
         image: String,
         #[source]
-        source: RegistryError,
+        source: Box<RegistryError>,
     },
     #[error("service {service}: looking up image {image} in the local store: {detail}")]
     Store {
@@ -330,7 +330,7 @@ fn add_job(
             Platform::parse(&service.platform).map_err(|source| PullError::Platform {
                 service: name.to_owned(),
                 platform: service.platform.clone(),
-                source,
+                source: Box::new(source),
             })?,
         )
     };
@@ -458,7 +458,7 @@ async fn pull_one(
             Err(PullError::Pull {
                 service: job.services.first().cloned().unwrap_or_default(),
                 image: job.image.clone(),
-                source,
+                source: Box::new(source),
             })
         }
     }
