@@ -97,8 +97,11 @@ pub fn run(global: &GlobalOptions, args: &PullArgs) -> anyhow::Result<u8> {
         PullPurpose::PullCommand,
         forced,
     )?;
-    for (service, reason) in &selection.skipped {
-        display.message(&format!(" Service {service}  {}", reason.as_str()));
+    // Lines of their own (not resources: no JSON event of Compose's shape fits).
+    if matches!(mode, ProgressMode::Plain | ProgressMode::Tty) {
+        for (service, reason) in &selection.skipped {
+            display.message(&format!(" Service {service}  {}", reason.as_str()));
+        }
     }
     let failures = pull_selected(global, &store, &selection, &display, args.quiet)?;
     display.finish();

@@ -47,7 +47,8 @@ impl PullPolicy {
     /// Parses a `pull_policy` value (or `--pull`); `None` for an unknown one.
     pub fn parse(text: &str) -> Option<PullPolicy> {
         match text {
-            "" | "missing" | "if_not_present" => Some(PullPolicy::Missing),
+            // A bare `refresh` is no spec value; compose-go takes it as `missing`.
+            "" | "missing" | "if_not_present" | "refresh" => Some(PullPolicy::Missing),
             "always" => Some(PullPolicy::Always),
             "never" => Some(PullPolicy::Never),
             "build" => Some(PullPolicy::Build),
@@ -255,7 +256,7 @@ pub fn select_pulls(
                 source,
             })?;
         let own = PullPolicy::of_service(name, service)?;
-        let policy = effective_policy(own, service, purpose, forced);
+        let policy = effective_policy(own, service, &reference, purpose, forced);
         if let Some(reason) = skip_reason(name, service, &reference, policy, local)? {
             selection.skipped.push((name.clone(), reason));
             continue;
@@ -265,11 +266,13 @@ pub fn select_pulls(
     Ok(selection)
 }
 
-/// The policy in force: the flag's, else the service's; `compose pull` pulls what
-/// has no explicit policy and what a refresh policy covers.
+/// The policy in force: the flag's, else the service's. `compose pull` pulls what has
+/// no explicit policy, what a refresh policy covers, and a `latest` tag even under
+/// `missing` (it moves).
 fn effective_policy(
     own: PullPolicy,
     service: &Service,
+    reference: &Reference,
     purpose: PullPurpose,
     forced: Option<PullPolicy>,
 ) -> PullPolicy {
@@ -278,7 +281,9 @@ fn effective_policy(
     }
     match (purpose, own) {
         (PullPurpose::PullCommand, PullPolicy::Refresh(_)) => PullPolicy::Always,
-        (PullPurpose::PullCommand, PullPolicy::Missing) if service.pull_policy.is_empty() => {
+        (PullPurpose::PullCommand, PullPolicy::Missing)
+            if service.pull_policy.is_empty() || reference.tag() == Some("latest") =>
+        {
             PullPolicy::Always
         }
         _ => own,
@@ -505,6 +510,7 @@ mod tests {
             PullPolicy::parse("if_not_present"),
             Some(PullPolicy::Missing)
         );
+        assert_eq!(PullPolicy::parse("refresh"), Some(PullPolicy::Missing));
         assert_eq!(PullPolicy::parse("always"), Some(PullPolicy::Always));
         assert_eq!(PullPolicy::parse("never"), Some(PullPolicy::Never));
         assert_eq!(PullPolicy::parse("daily"), Some(PullPolicy::Refresh(DAY)));
@@ -610,13 +616,13 @@ mod tests {
     #[test]
     fn the_pull_command_pulls_unless_a_policy_spares_the_image() {
         let p = project(
-            "services:\n  plain: {image: 'p:1'}\n  missing: {image: 'm:1', pull_policy: missing}\n  daily: {image: 'd:1', pull_policy: daily}\n  never: {image: 'n:1', pull_policy: never}\n",
+            "services:\n  plain: {image: 'p:1'}\n  missing: {image: 'm:1', pull_policy: missing}\n  daily: {image: 'd:1', pull_policy: daily}\n  never: {image: 'n:1', pull_policy: never}\n  latest: {image: l, pull_policy: missing}\n",
         );
         let none = PullRecord::default();
         let now = SystemTime::now();
-        let present = ["p:1", "m:1", "d:1", "n:1"];
+        let present = ["p:1", "m:1", "d:1", "n:1", "l"];
         let got = select(&p, PullPurpose::PullCommand, None, &present, &none, now).unwrap();
-        assert_eq!(pulled_images(&got), ["p:1", "d:1"]);
+        assert_eq!(pulled_images(&got), ["p:1", "d:1", "l"]);
         // `pull --policy missing` pulls only what is absent.
         let got = select(
             &p,
@@ -627,7 +633,7 @@ mod tests {
             now,
         )
         .unwrap();
-        assert_eq!(pulled_images(&got), ["m:1", "d:1", "n:1"]);
+        assert_eq!(pulled_images(&got), ["m:1", "d:1", "n:1", "l"]);
     }
 
     #[test]
