@@ -13,6 +13,8 @@ mod logs;
 mod network;
 mod port;
 mod ps;
+mod pull;
+mod push;
 mod up;
 mod version;
 mod volume;
@@ -124,6 +126,10 @@ pub enum Command {
     Port(port::PortArgs),
     /// List containers
     Ps(ps::PsArgs),
+    /// Pull service images
+    Pull(pull::PullArgs),
+    /// Push service images
+    Push(push::PushArgs),
     /// Restart service containers
     Restart(lifecycle::StopArgs),
     /// Start services
@@ -159,6 +165,8 @@ pub fn run() -> u8 {
         Command::Logs(args) => logs::run(&cli.global, args),
         Command::Port(args) => port::run(&cli.global, args),
         Command::Ps(args) => ps::run(&cli.global, args),
+        Command::Pull(args) => pull::run(&cli.global, args),
+        Command::Push(args) => push::run(&cli.global, args),
         Command::Version(args) => version::run(args),
         Command::Volume(command) => volume::run(&cli.global, command),
         Command::Volumes(args) => volume::run_project(&cli.global, args),

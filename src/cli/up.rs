@@ -17,6 +17,7 @@ use indexmap::IndexMap;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
 
+use super::pull::{pull_before_up, PullFlag, UpPull};
 use super::{GlobalOptions, Progress};
 use crate::backend::native::resources::{self, NetworkPlan, VolumePlan};
 use crate::backend::native::NativeEngine;
@@ -94,6 +95,13 @@ pub struct UpArgs {
     /// Recreate anonymous volumes instead of retrieving data from the previous containers
     #[arg(short = 'V', long)]
     pub renew_anon_volumes: bool,
+    /// Pull image before running ("always"|"missing"|"never"; default: each
+    /// service's pull_policy)
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub pull: Option<PullFlag>,
+    /// Pull without printing progress information
+    #[arg(long)]
+    pub quiet_pull: bool,
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
 }
@@ -112,6 +120,13 @@ pub struct CreateArgs {
     /// Remove containers for services not defined in the Compose file
     #[arg(long)]
     pub remove_orphans: bool,
+    /// Pull image before running ("always"|"missing"|"never"; default: each
+    /// service's pull_policy)
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub pull: Option<PullFlag>,
+    /// Pull without printing progress information
+    #[arg(long)]
+    pub quiet_pull: bool,
     #[arg(value_name = "SERVICE")]
     pub services: Vec<String>,
 }
@@ -178,7 +193,7 @@ impl ProjectContext {
 }
 
 /// `--progress` as a display mode: `auto` (and `tty`) draw in place only on a terminal.
-fn progress_mode(progress: Progress) -> ProgressMode {
+pub(super) fn progress_mode(progress: Progress) -> ProgressMode {
     let requested = match progress {
         Progress::Auto => None,
         Progress::Tty => Some(ProgressMode::Tty),
@@ -251,7 +266,11 @@ pub fn run(global: &GlobalOptions, args: &UpArgs) -> anyhow::Result<u8> {
         timeout,
         renew_anonymous_volumes: args.renew_anon_volumes,
     };
-    let containers = converge_project(&context, &options, &scale, converge_options)?;
+    let pull = UpPull {
+        forced: args.pull.map(PullFlag::policy),
+        quiet: args.quiet_pull,
+    };
+    let containers = converge_project(global, &context, &options, &scale, converge_options, pull)?;
     if args.wait && !args.no_start {
         let limit = args.wait_timeout.map(Duration::from_secs);
         wait_until_ready(&context, &containers, limit)?;
@@ -289,27 +308,37 @@ pub fn run_create(global: &GlobalOptions, args: &CreateArgs) -> anyhow::Result<u
         timeout: None,
         renew_anonymous_volumes: false,
     };
+    let pull = UpPull {
+        forced: args.pull.map(PullFlag::policy),
+        quiet: args.quiet_pull,
+    };
     converge_project(
+        global,
         &context,
         &options,
         &parse_scale(&args.scale)?,
         converge_options,
+        pull,
     )?;
     Ok(0)
 }
 
-/// Plan, check, networks and volumes, converge, then the supervisor's turn.
+/// Plan, pull, check, networks and volumes, converge, then the supervisor's turn.
 fn converge_project(
+    global: &GlobalOptions,
     context: &ProjectContext,
     options: &UpOptions,
     scale: &IndexMap<String, u32>,
     converge_options: ConvergeOptions,
+    pull: UpPull,
 ) -> anyhow::Result<Vec<ServiceContainer>> {
     let project = &context.project;
     let desired = plan::desired_services(project, scale)?;
     let observed = context.engine.list(&project.name)?;
     let plan = plan::plan(&project.name, &desired, &observed, options)?;
     let planned: Vec<String> = plan.services.iter().map(|s| s.service.clone()).collect();
+    // Before the check, which refuses a missing image; nothing is created yet.
+    pull_before_up(global, project, &planned, pull, &context.display)?;
     context
         .engine
         .with_engine(|engine| engine.check_project(project, &planned))?;

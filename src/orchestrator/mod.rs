@@ -5,4 +5,5 @@ pub mod converge;
 pub mod health;
 pub mod labels;
 pub mod plan;
+pub mod pull;
 pub mod restart;

@@ -49,3 +49,23 @@ pub fn nothing_mounted_under(dir: &Path) -> Result<(), String> {
         None => Ok(()),
     }
 }
+
+/// Moves this process into a new network namespace with its loopback up, so bridges,
+/// veths and nftables rules of the containers it starts never touch the host's. Call
+/// it while the process has a single thread: the children started later inherit it.
+#[allow(dead_code)]
+pub fn enter_throwaway_netns() -> Result<(), String> {
+    // SAFETY: only the network namespace is unshared; the caller has no other thread.
+    #[allow(unsafe_code)]
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
+        .map_err(|e| e.to_string())?;
+    let status = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .map_err(|e| format!("running ip: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip link set lo up: {status}"))
+    }
+}
