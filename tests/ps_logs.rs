@@ -9,7 +9,9 @@
 //! binary re-executed.
 
 mod kernel_support;
-use kernel_support::{check_eq, is_root, nothing_mounted_under, release_netns_dir};
+use kernel_support::{
+    check_eq, enter_throwaway_netns, is_root, nothing_mounted_under, release_netns_dir,
+};
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -665,16 +667,6 @@ fn eventually<T>(mut check: impl FnMut() -> Result<T, String>) -> Result<T, Stri
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     }
-}
-
-fn enter_throwaway_netns() -> Result<(), String> {
-    // The process is single-threaded here, so every thread and child started later
-    // (the helper, the monitors, the rcompose binary) lives in the new namespace too.
-    // SAFETY: only the network namespace is unshared; no other thread exists.
-    #[allow(unsafe_code)]
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
-        .map_err(|e| e.to_string())?;
-    run_output(Command::new("ip").args(["link", "set", "lo", "up"])).map(|_| ())
 }
 
 /// Debian's busybox-static as a one-layer image `busybox:latest` in `<root>/images`,

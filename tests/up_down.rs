@@ -8,7 +8,9 @@
 //! Service names do not resolve without the supervisor: nothing here depends on DNS.
 
 mod kernel_support;
-use kernel_support::{check_eq, is_root, nothing_mounted_under, release_netns_dir};
+use kernel_support::{
+    check_eq, enter_throwaway_netns, is_root, nothing_mounted_under, release_netns_dir,
+};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -563,15 +565,6 @@ fn dir_names(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn enter_throwaway_netns() -> Result<(), String> {
-    // Single-threaded here: every child started later lives in the new namespace too.
-    // SAFETY: only the network namespace is unshared; no other thread exists.
-    #[allow(unsafe_code)]
-    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNET) }
-        .map_err(|e| e.to_string())?;
-    run_output(Command::new("ip").args(["link", "set", "lo", "up"])).map(|_| ())
 }
 
 /// Debian's busybox-static as a one-layer image `busybox:latest`, imported from a rootfs

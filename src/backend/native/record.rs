@@ -101,6 +101,8 @@ mod tests {
                 nocopy: false,
             }],
             cgroups_path: "/rcompose/demo/demo-web-1".into(),
+            dns_upstreams: vec!["192.0.2.53:53".parse().unwrap()],
+            dns_search: vec!["corp.example".into()],
         };
         record.save(root.path()).unwrap();
         let loaded = TeardownRecord::load(root.path(), "demo-web-1").unwrap();
