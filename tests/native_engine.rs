@@ -279,7 +279,9 @@ fn own_dns_server_answers_other_names(engine: &NativeEngine) -> Result<(), Strin
                 }
             }
         });
-        let answer = eventually(|| {
+        // One failed lookup takes nslookup's whole timeout: room for a few on a busy
+        // machine.
+        let answer = eventually_within(Duration::from_secs(45), || {
             let text = exec_output(engine, "nativee2e-client-1", &["nslookup", "probe.example"])?;
             if text.contains("192.0.2.77") {
                 Ok(())
@@ -521,8 +523,15 @@ fn tcp_read(address: SocketAddr) -> Result<String, String> {
 }
 
 /// Retries `check` for up to 15 s (containers start asynchronously).
-fn eventually<T>(mut check: impl FnMut() -> Result<T, String>) -> Result<T, String> {
-    let deadline = Instant::now() + Duration::from_secs(15);
+fn eventually<T>(check: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    eventually_within(Duration::from_secs(15), check)
+}
+
+fn eventually_within<T>(
+    limit: Duration,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let deadline = Instant::now() + limit;
     loop {
         match check() {
             Ok(value) => return Ok(value),
