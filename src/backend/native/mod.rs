@@ -416,6 +416,12 @@ impl NativeEngine {
         }
         self.save_record(record)?;
 
+        // The image's VOLUMEs become anonymous volumes, as the Docker Engine makes them.
+        let image_volumes = image_config
+            .config()
+            .as_ref()
+            .and_then(|c| c.volumes().clone())
+            .unwrap_or_default();
         let translation = self.translate(
             project,
             service_name,
@@ -423,6 +429,7 @@ impl NativeEngine {
             number,
             labels,
             init_binary,
+            &image_volumes,
             record,
         );
         self.save_record(record)?;
@@ -538,6 +545,7 @@ impl NativeEngine {
         number: u32,
         labels: &Labels,
         init_binary: Option<&Path>,
+        image_volumes: &[String],
         record: &mut TeardownRecord,
     ) -> Result<crate::backend::translate::Translation, NativeError> {
         let attached: RefCell<Vec<AttachedVolume>> = RefCell::new(Vec::new());
@@ -587,6 +595,7 @@ impl NativeEngine {
             .map_or_else(|| PathBuf::from("."), PathBuf::from);
         let mut context = TranslateContext::new(labels, &project_dir);
         context.init_binary = init_binary;
+        context.image_volumes = image_volumes;
         context.volume_path = &volume_path;
         context.peer_pid = &peer_pid;
         context.peer_mounts = &peer_mounts;
