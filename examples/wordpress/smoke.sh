@@ -31,12 +31,10 @@ fail() {
 	printf 'smoke.sh: FAILED: %s\n' "$*" >&2
 	exit 1
 }
-# Seconds since the last call, for the timings.
-lap() {
-	local now
-	now=$(date +%s.%N)
-	awk -v a="$step_started" -v b="$now" 'BEGIN { printf "%.1f", b - a }'
-	step_started=$now
+# Prints "WHAT N.Ns": the seconds since the step started, for the timings.
+timing() {
+	awk -v a="$step_started" -v b="$(date +%s.%N)" -v what="$1" \
+		'BEGIN { printf "    %s %.1fs\n", what, b - a }' >&2
 }
 rc() { "$rcompose" --root "$root" -f "$here/compose.yaml" "$@"; }
 
@@ -74,6 +72,8 @@ body=$(mktemp)
 wait_for() {
 	local what=$1 pattern=$2 deadline=$((SECONDS + wait_seconds)) code=none
 	while [ "$SECONDS" -lt "$deadline" ]; do
+		# A refused connection writes nothing: no stale page may match.
+		: >"$body"
 		code=$(curl -sL -o "$body" -w '%{http_code} %{url_effective}' --max-time 5 "$url/" || true)
 		if grep -q -- "$pattern" "$body" 2>/dev/null || grep -q -- "$pattern" <<<"$code"; then
 			return 0
@@ -87,11 +87,12 @@ say "up -d"
 step_started=$(date +%s.%N)
 running=1
 rc up -d || fail "rcompose up -d failed"
-echo "    up -d returned after $(lap)s" >&2
+timing "up -d returned after"
 wait_for "installer" "wp-admin/install.php"
-echo "    installer answering $(lap)s later" >&2
+timing "installer answering (up -d to wp-admin/install.php) after"
 
 say "installing WordPress over HTTP"
+step_started=$(date +%s.%N)
 curl -sf -c "$cookies" -b "$cookies" -o "$body" --max-time 60 \
 	--data-urlencode "weblog_title=$title" \
 	--data-urlencode "user_name=admin" \
@@ -103,7 +104,7 @@ curl -sf -c "$cookies" -b "$cookies" -o "$body" --max-time 60 \
 	--data-urlencode "Submit=Install WordPress" \
 	"$url/wp-admin/install.php?step=2" || fail "POST wp-admin/install.php?step=2 failed"
 grep -q "Success!" "$body" || fail "the installation did not report success: $(sed -e 's/<[^>]*>//g' "$body" | tr -s ' \n' ' ' | cut -c1-300)"
-echo "    installed in $(lap)s" >&2
+timing "installed in"
 
 say "fetching the site"
 curl -sfL -o "$body" --max-time 30 "$url/" || fail "GET / failed after the installation"
@@ -122,7 +123,7 @@ rc down || fail "rcompose down failed"
 step_started=$(date +%s.%N)
 rc up -d || fail "rcompose up -d (second time) failed"
 wait_for "installed site after down/up" "<title>$title"
-echo "    site answering $(lap)s after up -d" >&2
+timing "installed site answering after"
 
 say "down -v"
 rc down -v || fail "rcompose down -v failed"
@@ -130,6 +131,12 @@ running=0
 if "$rcompose" --root "$root" volume inspect "$volume" >/dev/null 2>&1; then
 	fail "volume $volume still exists after down -v"
 fi
+# The first `down` (no -v) left the first wordpress container's anonymous volume
+# (the image's VOLUME /var/www/html) behind, as Docker does: prune it.
+"$rcompose" --root "$root" volume prune --force --filter label=com.docker.compose.project=wordpress >/dev/null ||
+	fail "volume prune failed"
+left=$("$rcompose" --root "$root" volume ls -q --filter label=com.docker.compose.project=wordpress)
+[ -z "$left" ] || fail "volumes of the project left after down -v and prune: $left"
 if curl -s -o /dev/null --max-time 2 "$url/"; then
 	fail "port 80 still answers after down -v"
 fi

@@ -1889,7 +1889,11 @@ mod tests {
                     "/var/lib/rcompose/volumes/anon-1-var-www-html/_data",
                     false
                 ),
-                bind("/logs", "/var/lib/rcompose/volumes/anon-1-logs/_data", false),
+                bind(
+                    "/logs",
+                    "/var/lib/rcompose/volumes/anon-1-logs/_data",
+                    false
+                ),
             ]
         );
     }
