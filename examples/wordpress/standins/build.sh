@@ -146,7 +146,7 @@ apt_install() {
 pack() {
 	local dir=$1 out=$2
 	rm -rf "$dir/var/lib/apt/lists/"* "$dir/usr/share/doc/"* "$dir/usr/share/man/"* \
-		"$dir/usr/share/info/"* "$dir/var/log/"*.log "$dir/tmp/"* "$dir/dev/"* \
+		"$dir/usr/share/info/"* "$dir/var/log/"*.log "$dir/tmp/"* "${dir:?}/dev/"* \
 		"$dir/var/cache/apt/"*.bin "$dir/var/cache/debconf/"*-old
 	tar --numeric-owner --xattrs -C "$dir" -cf "$out" .
 }

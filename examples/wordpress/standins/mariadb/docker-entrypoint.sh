@@ -33,6 +33,7 @@ file_env() {
 # SQL string literal: single quotes and backslashes escaped.
 sql_quote() { printf "'%s'" "$(printf '%s' "$1" | sed -e "s/\\\\/\\\\\\\\/g" -e "s/'/\\\\'/g")"; }
 # SQL identifier: backticks doubled.
+# shellcheck disable=SC2016
 sql_ident() { printf '`%s`' "$(printf '%s' "$1" | sed -e 's/`/``/g')"; }
 
 setup_env() {
@@ -78,34 +79,38 @@ init_database() {
 
 	root_pw=$(sql_quote "$MARIADB_ROOT_PASSWORD")
 	{
-		echo "SET @@SESSION.SQL_LOG_BIN=0;"
-		echo "DROP USER IF EXISTS root@'127.0.0.1', root@'::1';"
-		echo "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\'', @@hostname,'\'');"
-		echo "SET PASSWORD FOR root@localhost = PASSWORD($root_pw);"
+		printf '%s\n' "SET @@SESSION.SQL_LOG_BIN=0;"
+		printf '%s\n' "DROP USER IF EXISTS root@'127.0.0.1', root@'::1';"
+		printf '%s\n' "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@''', @@hostname, '''');"
+		printf '%s\n' "SET PASSWORD FOR root@localhost = PASSWORD($root_pw);"
 		if [ "$MARIADB_ROOT_HOST" != localhost ]; then
 			host=$(sql_quote "$MARIADB_ROOT_HOST")
-			echo "CREATE USER root@$host IDENTIFIED BY $root_pw;"
-			echo "GRANT ALL ON *.* TO root@$host WITH GRANT OPTION;"
+			printf '%s\n' "CREATE USER root@$host IDENTIFIED BY $root_pw;"
+			printf '%s\n' "GRANT ALL ON *.* TO root@$host WITH GRANT OPTION;"
 		fi
 		if [ -n "$MARIADB_DATABASE" ]; then
 			log "Creating database ${MARIADB_DATABASE}"
-			echo "CREATE DATABASE IF NOT EXISTS $(sql_ident "$MARIADB_DATABASE");"
+			printf '%s\n' "CREATE DATABASE IF NOT EXISTS $(sql_ident "$MARIADB_DATABASE");"
 		fi
 		if [ -n "$MARIADB_USER" ] && [ -n "$MARIADB_PASSWORD" ]; then
 			log "Creating user ${MARIADB_USER}"
 			user=$(sql_quote "$MARIADB_USER")
-			echo "CREATE USER $user@'%' IDENTIFIED BY $(sql_quote "$MARIADB_PASSWORD");"
+			printf '%s\n' "CREATE USER $user@'%' IDENTIFIED BY $(sql_quote "$MARIADB_PASSWORD");"
 			if [ -n "$MARIADB_DATABASE" ]; then
 				log "Giving user ${MARIADB_USER} access to schema ${MARIADB_DATABASE}"
-				echo "GRANT ALL ON $(sql_ident "$MARIADB_DATABASE").* TO $user@'%';"
+				printf '%s\n' "GRANT ALL ON $(sql_ident "$MARIADB_DATABASE").* TO $user@'%';"
 			fi
 		fi
-		echo "FLUSH PRIVILEGES;"
+		printf '%s\n' "FLUSH PRIVILEGES;"
 	} | temp_sql --database=mysql
 
 	for script in /docker-entrypoint-initdb.d/*; do
 		case $script in
-		*.sh) log "running $script"; . "$script" ;;
+		*.sh)
+			log "running $script"
+			# shellcheck disable=SC1090
+			. "$script"
+			;;
 		*.sql) log "running $script"; temp_sql -p"$MARIADB_ROOT_PASSWORD" "${MARIADB_DATABASE:-mysql}" <"$script" ;;
 		*) ;;
 		esac

@@ -46,30 +46,30 @@ write_config() {
 	debug=false
 	[ -n "$WORDPRESS_DEBUG" ] && debug=true
 	{
-		echo '<?php'
-		echo '// Written by docker-entrypoint.sh from WORDPRESS_* on first start; any Host header works.'
-		echo "define( 'DB_NAME', $(php_quote "$WORDPRESS_DB_NAME") );"
-		echo "define( 'DB_USER', $(php_quote "$WORDPRESS_DB_USER") );"
-		echo "define( 'DB_PASSWORD', $(php_quote "$WORDPRESS_DB_PASSWORD") );"
-		echo "define( 'DB_HOST', $(php_quote "$WORDPRESS_DB_HOST") );"
-		echo "define( 'DB_CHARSET', 'utf8mb4' );"
-		echo "define( 'DB_COLLATE', '' );"
+		printf '%s\n' '<?php'
+		printf '%s\n' '// Written by docker-entrypoint.sh from WORDPRESS_* on first start; any Host header works.'
+		printf '%s\n' "define( 'DB_NAME', $(php_quote "$WORDPRESS_DB_NAME") );"
+		printf '%s\n' "define( 'DB_USER', $(php_quote "$WORDPRESS_DB_USER") );"
+		printf '%s\n' "define( 'DB_PASSWORD', $(php_quote "$WORDPRESS_DB_PASSWORD") );"
+		printf '%s\n' "define( 'DB_HOST', $(php_quote "$WORDPRESS_DB_HOST") );"
+		printf '%s\n' "define( 'DB_CHARSET', 'utf8mb4' );"
+		printf '%s\n' "define( 'DB_COLLATE', '' );"
 		for key in AUTH_KEY SECURE_AUTH_KEY LOGGED_IN_KEY NONCE_KEY AUTH_SALT SECURE_AUTH_SALT LOGGED_IN_SALT NONCE_SALT; do
 			eval "salt=\${WORDPRESS_$key:-}"
 			if [ -z "$salt" ]; then
 				salt=$(tr -dc 'A-Za-z0-9!#%()*+,-./:;<=>?@[]^_{|}~' </dev/urandom | head -c 64)
 			fi
-			echo "define( '$key', $(php_quote "$salt") );"
+			printf '%s\n' "define( '$key', $(php_quote "$salt") );"
 		done
-		echo "\$table_prefix = $(php_quote "$WORDPRESS_TABLE_PREFIX");"
-		echo "define( 'WP_DEBUG', $debug );"
-		echo "define( 'WP_CORE_UPDATE', false );"
-		echo "define( 'AUTOMATIC_UPDATER_DISABLED', true );"
+		printf '%s\n' "\$table_prefix = $(php_quote "$WORDPRESS_TABLE_PREFIX");"
+		printf '%s\n' "define( 'WP_DEBUG', $debug );"
+		printf '%s\n' "define( 'WP_CORE_UPDATE', false );"
+		printf '%s\n' "define( 'AUTOMATIC_UPDATER_DISABLED', true );"
 		# Behind a TLS-terminating proxy, as the official image does.
-		echo "if ( isset( \$_SERVER['HTTP_X_FORWARDED_PROTO'] ) && strpos( \$_SERVER['HTTP_X_FORWARDED_PROTO'], 'https' ) !== false ) { \$_SERVER['HTTPS'] = 'on'; }"
+		printf '%s\n' "if ( isset( \$_SERVER['HTTP_X_FORWARDED_PROTO'] ) && strpos( \$_SERVER['HTTP_X_FORWARDED_PROTO'], 'https' ) !== false ) { \$_SERVER['HTTPS'] = 'on'; }"
 		[ -n "$WORDPRESS_CONFIG_EXTRA" ] && printf '%s\n' "$WORDPRESS_CONFIG_EXTRA"
-		echo "if ( ! defined( 'ABSPATH' ) ) { define( 'ABSPATH', __DIR__ . '/' ); }"
-		echo "require_once ABSPATH . 'wp-settings.php';"
+		printf '%s\n' "if ( ! defined( 'ABSPATH' ) ) { define( 'ABSPATH', __DIR__ . '/' ); }"
+		printf '%s\n' "require_once ABSPATH . 'wp-settings.php';"
 	} >wp-config.php.tmp
 	chown www-data:www-data wp-config.php.tmp
 	mv wp-config.php.tmp wp-config.php
