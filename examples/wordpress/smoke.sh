@@ -6,9 +6,10 @@
 # ROOT is the rcompose state root holding `mariadb:10.6.4-focal` and `wordpress:latest`
 # (standins/build.sh --root ROOT loads stand-ins there). Runs the unchanged compose.yaml:
 # `up -d`, waits for the WordPress installer on http://127.0.0.1/, installs the site over
-# HTTP, checks its title and `logs`, then `down` + `up -d` (the site stays installed: the
-# data is in the db_data volume), and `down -v` (the volume is gone). Stops with a message
-# at the first failed check. Needs root, curl and a free port 80.
+# HTTP, checks its title and `logs`, stops MariaDB from inside (`restart: always` brings
+# it back), then `down` + `up -d` (the site stays installed: the data is in the db_data
+# volume), and `down -v` (the volume is gone). Stops with a message at the first failed
+# check. Needs root, curl and a free port 80.
 #
 #   RCOMPOSE      the rcompose binary (default: target/release/rcompose of this checkout)
 #   WAIT_SECONDS  how long each wait may take (default 120)
@@ -17,7 +18,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-[ $# -eq 1 ] || { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 1 ] || { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 root=$1
 rcompose=${RCOMPOSE:-${CARGO_TARGET_DIR:-$repo/target}/release/rcompose}
 wait_seconds=${WAIT_SECONDS:-120}
@@ -115,6 +116,17 @@ logs=$(rc logs --no-color 2>&1) || fail "rcompose logs failed"
 for service in db wordpress; do
 	grep -q "^$service-1 *|" <<<"$logs" || fail "rcompose logs shows no line of $service-1"
 done
+
+say "db stops on its own: restart: always brings it back"
+ready_count() { rc logs --no-color db 2>/dev/null | grep -c "ready for connections" || true; }
+before=$(ready_count)
+rc exec db sh -c 'kill 1' || fail "could not signal the db container's main process"
+deadline=$((SECONDS + wait_seconds))
+until [ "$(ready_count)" -gt "$before" ]; do
+	[ "$SECONDS" -lt "$deadline" ] || fail "db was not restarted within ${wait_seconds}s (restart: always)"
+	sleep 0.2
+done
+wait_for "site after the db restarted" "<title>$title"
 
 say "down, then up -d again"
 rc down || fail "rcompose down failed"
