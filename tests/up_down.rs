@@ -111,6 +111,10 @@ fn main() {
             renew_anonymous_volumes,
         ),
         ("progress_json_prints_one_event_per_line", progress_json),
+        (
+            "image_volumes_and_stop_signal_apply_as_in_docker",
+            image_volumes_and_stop_signal,
+        ),
     ];
     let mut failed = false;
     for (name, test) in tests {
@@ -908,6 +912,97 @@ fn recreate_with_and_without_renew(root: &Path, dir: &Path) -> Result<(), String
     };
     if new_name == name || new_mountpoint.join("kept").exists() {
         return Err(format!("-V kept the old volume {name}"));
+    }
+    Ok(())
+}
+
+const IMAGE_DEFAULTS: &str = r#"
+services:
+  app:
+    image: imagedefaults
+    command:
+      - sh
+      - -c
+      - trap 'echo caught USR1; exit 0' USR1; echo ready; while :; do sleep 0.1; done
+"#;
+
+/// An image's `VOLUME` becomes an anonymous volume, kept over a recreate and removed
+/// by `down -v`; its `STOPSIGNAL` is what `stop` sends (the stand-in WordPress image
+/// needs both: `/var/www/html` and Apache's graceful SIGWINCH).
+fn image_volumes_and_stop_signal(root: &Path, dir: &Path) -> Result<(), String> {
+    let rootfs = dir
+        .parent()
+        .ok_or("the test directory has no parent")?
+        .join("rootfs.tar");
+    run_output(
+        Command::new(env!("CARGO_BIN_EXE_rcompose"))
+            .arg("--root")
+            .arg(root)
+            .args(["image", "import"])
+            .arg(&rootfs)
+            .args(["imagedefaults:latest", "--change", "ENV PATH=/bin"])
+            .args(["--change", "VOLUME /data", "--change", "STOPSIGNAL SIGUSR1"]),
+    )?;
+    fs::write(dir.join("compose.yaml"), IMAGE_DEFAULTS).map_err(|e| e.to_string())?;
+    let result = image_defaults_applied(root, dir);
+    let down = rcompose(root, dir, "imgdefaults", &["down", "-v", "-t", "1"])?;
+    result?;
+    if !down.status.success() {
+        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
+    }
+    check_eq(
+        &anonymous_volumes(root, "imgdefaults")?,
+        &Vec::new(),
+        "anonymous volumes after down -v",
+    )
+}
+
+fn image_defaults_applied(root: &Path, dir: &Path) -> Result<(), String> {
+    let run = |args: &[&str]| -> Result<String, String> {
+        let output = rcompose(root, dir, "imgdefaults", args)?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if output.status.success() {
+            Ok(stdout)
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(format!("{args:?}: {stderr}"))
+        }
+    };
+    run(&["up", "-d"])?;
+    let first = anonymous_volumes(root, "imgdefaults")?;
+    let [(name, mountpoint)] = first.as_slice() else {
+        return Err(format!(
+            "anonymous volumes for the image's VOLUME: {first:?}"
+        ));
+    };
+    fs::write(mountpoint.join("kept"), "data").map_err(|e| e.to_string())?;
+    run(&["up", "-d", "--force-recreate", "-t", "1"])?;
+    let kept = anonymous_volumes(root, "imgdefaults")?;
+    check_eq(
+        &kept.iter().map(|v| v.0.clone()).collect::<Vec<_>>(),
+        &vec![name.clone()],
+        "the image's anonymous volume after a recreate",
+    )?;
+    let seen = run(&["exec", "app", "cat", "/data/kept"])?;
+    check_eq(
+        &seen.as_str(),
+        &"data",
+        "/data/kept in the recreated container",
+    )?;
+
+    // SIGUSR1 is trapped and ends the process at once; SIGTERM would be ignored by
+    // the shell as PID 1 and the stop would wait for its 5 s timeout.
+    let started = std::time::Instant::now();
+    run(&["stop", "-t", "5"])?;
+    let took = started.elapsed();
+    if took >= std::time::Duration::from_secs(4) {
+        return Err(format!(
+            "stop took {took:?}: the image's STOPSIGNAL was not sent"
+        ));
+    }
+    let logs = run(&["logs", "--no-color", "--no-log-prefix"])?;
+    if !logs.lines().any(|l| l == "caught USR1") {
+        return Err(format!("no \"caught USR1\" in the logs:\n{logs}"));
     }
     Ok(())
 }

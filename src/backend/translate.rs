@@ -73,6 +73,9 @@ pub struct TranslateContext<'a> {
     pub init_binary: Option<&'a Path>,
     /// The engine's user namespace remapping, if any; `userns_mode: host` opts out.
     pub user_namespace: Option<&'a UserNamespace>,
+    /// The image's `VOLUME`s: each one no mount covers gets an anonymous volume, as
+    /// the Docker Engine creates them.
+    pub image_volumes: &'a [String],
     pub volume_path: VolumeResolver<'a>,
     pub peer_pid: PidResolver<'a>,
     pub peer_mounts: MountsResolver<'a>,
@@ -87,6 +90,7 @@ impl<'a> TranslateContext<'a> {
             project_dir,
             init_binary: None,
             user_namespace: None,
+            image_volumes: &[],
             volume_path: &no_volume_store,
             peer_pid: &no_peer_pid,
             peer_mounts: &no_peer_mounts,
@@ -645,7 +649,8 @@ impl Translator<'_> {
     }
 
     /// `volumes`, then secrets and configs (unless a volume took their target), then
-    /// `volumes_from` (where no own mount took the target), as Docker layers them.
+    /// `volumes_from` (where no own mount took the target), then the image's `VOLUME`s
+    /// nothing else mounts, as Docker layers them.
     fn mounts(&mut self, tmpfs: &BTreeMap<String, String>) -> Result<Vec<Mount>> {
         let mut mounts: Vec<Mount> = Vec::new();
         for (index, volume) in self.service.volumes.iter().enumerate() {
@@ -671,7 +676,40 @@ impl Translator<'_> {
                 mounts.push(inherited);
             }
         }
+        for target in self.context.image_volumes.iter().map(|t| clean_target(t)) {
+            let target_taken =
+                mounts.iter().any(|m| m.target == target) || tmpfs.contains_key(&target);
+            if !target_taken {
+                mounts.push(self.image_volume(&target)?);
+            }
+        }
         Ok(mounts)
+    }
+
+    /// An anonymous volume at an image's `VOLUME` path, seeded from the image like any
+    /// new volume (the WordPress image's `/var/www/html`, owned by `www-data`).
+    fn image_volume(&self, target: &str) -> Result<Mount> {
+        let request = VolumeRequest {
+            name: None,
+            target,
+            replica: self.replica,
+            nocopy: false,
+        };
+        let source = (self.context.volume_path)(&request).map_err(|why| {
+            self.unresolved(
+                "image",
+                format!("anonymous volume for the image's VOLUME {target}: {why}"),
+            )
+        })?;
+        Ok(Mount {
+            target: target.to_owned(),
+            read_only: false,
+            kind: MountKind::Bind {
+                source,
+                propagation: Propagation::default(),
+                non_recursive: false,
+            },
+        })
     }
 
     fn volume_mount(&mut self, key: &str, volume: &ServiceVolumeConfig) -> Result<Mount> {
@@ -1151,6 +1189,22 @@ fn replace_or_push(mounts: &mut Vec<Mount>, mount: Option<Mount>) {
 }
 
 /// `name:ro` → (`name`, `Some("ro")`).
+/// An image `VOLUME` path as a clean absolute path (`/data/`, `data` and `/a/./data`
+/// are all `/data`), as Docker compares it with the other mount points.
+fn clean_target(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
 fn split_mode(entry: &str) -> (&str, Option<&str>) {
     match entry.split_once(':') {
         Some((name, mode)) => (name, Some(mode)),
@@ -1284,6 +1338,7 @@ mod tests {
         volume_path: Option<VolumeResolver<'a>>,
         user_namespace: Option<&'a UserNamespace>,
         init_binary: Option<&'a Path>,
+        image_volumes: &'a [String],
     }
 
     fn translate_with(yaml: &str, replica: u32, overrides: Overrides<'_>) -> Result<Translation> {
@@ -1305,6 +1360,7 @@ mod tests {
         context.peer_mounts = &peer_mounts;
         context.user_namespace = overrides.user_namespace;
         context.init_binary = overrides.init_binary;
+        context.image_volumes = overrides.image_volumes;
         container_config(project, "web", &project.services["web"], replica, &context)
     }
 
@@ -1803,6 +1859,69 @@ mod tests {
         );
         // Volumes are not host paths the plan has to check.
         assert!(t.bind_sources.is_empty());
+    }
+
+    #[test]
+    fn image_volumes_nothing_mounts_get_anonymous_volumes() {
+        // The wordpress image declares /var/www/html, the mariadb one /var/lib/mysql.
+        let image_volumes = strings(&["/var/www/html/", "/var/lib/mysql", "/tmp/cache", "logs"]);
+        let t = translate_with(
+            &web("    volumes: [\"db_data:/var/lib/mysql\"]\n    tmpfs: [/tmp/cache]\nvolumes:\n  db_data: {}\n"),
+            1,
+            Overrides {
+                image_volumes: &image_volumes,
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        // The service's own volume and tmpfs win; the others are anonymous volumes at
+        // clean absolute paths.
+        assert_eq!(
+            t.config.mounts,
+            [
+                bind(
+                    "/var/lib/mysql",
+                    "/var/lib/rcompose/volumes/demo_db_data/_data",
+                    false
+                ),
+                bind(
+                    "/var/www/html",
+                    "/var/lib/rcompose/volumes/anon-1-var-www-html/_data",
+                    false
+                ),
+                bind(
+                    "/logs",
+                    "/var/lib/rcompose/volumes/anon-1-logs/_data",
+                    false
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_image_volume_without_a_volume_store_names_the_service() {
+        let image_volumes = strings(&["/var/www/html"]);
+        let err = translate_with(
+            &web(""),
+            1,
+            Overrides {
+                volume_path: Some(&no_volume_store),
+                image_volumes: &image_volumes,
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("service web: image:"), "{err}");
+        assert!(err.contains("VOLUME /var/www/html"), "{err}");
+    }
+
+    #[test]
+    fn image_volume_paths_are_cleaned() {
+        assert_eq!(clean_target("/a/./b//c/"), "/a/b/c");
+        assert_eq!(clean_target("data"), "/data");
+        assert_eq!(clean_target("/a/../b"), "/b");
+        assert_eq!(clean_target("/"), "/");
     }
 
     #[test]

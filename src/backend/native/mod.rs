@@ -416,6 +416,7 @@ impl NativeEngine {
         }
         self.save_record(record)?;
 
+        let defaults = ImageDefaults::read(&self.images, &image).map_err(store_error)?;
         let translation = self.translate(
             project,
             service_name,
@@ -423,12 +424,16 @@ impl NativeEngine {
             number,
             labels,
             init_binary,
+            &defaults.volumes,
             record,
         );
         self.save_record(record)?;
         let translation = translation?;
         warnings.extend(translation.warnings);
         let mut config = translation.config;
+        if config.stop_signal.is_none() {
+            config.stop_signal = defaults.stop_signal;
+        }
 
         let mut endpoints = Vec::new();
         let mut resolver = None;
@@ -541,6 +546,7 @@ impl NativeEngine {
         number: u32,
         labels: &Labels,
         init_binary: Option<&Path>,
+        image_volumes: &[String],
         record: &mut TeardownRecord,
     ) -> Result<crate::backend::translate::Translation, NativeError> {
         let attached: RefCell<Vec<AttachedVolume>> = RefCell::new(Vec::new());
@@ -590,6 +596,7 @@ impl NativeEngine {
             .map_or_else(|| PathBuf::from("."), PathBuf::from);
         let mut context = TranslateContext::new(labels, &project_dir);
         context.init_binary = init_binary;
+        context.image_volumes = image_volumes;
         context.volume_path = &volume_path;
         context.peer_pid = &peer_pid;
         context.peer_mounts = &peer_mounts;
@@ -1237,6 +1244,28 @@ fn remove_empty_cgroup_parent(cgroups_path: &str) {
     }
 }
 
+/// What the Docker Engine takes from the image's config at create time that the
+/// runtime does not read from it: the `VOLUME`s (anonymous volumes) and the
+/// `STOPSIGNAL` (`stop` reads the container's own config, so it is copied there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct ImageDefaults {
+    volumes: Vec<String>,
+    stop_signal: Option<String>,
+}
+
+impl ImageDefaults {
+    fn read(store: &Store, image: &Image) -> Result<ImageDefaults, StoreError> {
+        let config = store.config(image)?;
+        let Some(config) = config.config() else {
+            return Ok(ImageDefaults::default());
+        };
+        Ok(ImageDefaults {
+            volumes: config.volumes().clone().unwrap_or_default(),
+            stop_signal: config.stop_signal().clone().filter(|s| !s.is_empty()),
+        })
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1271,6 +1300,47 @@ mod engine_tests {
 
     fn engine(root: &Path) -> NativeEngine {
         NativeEngine::open(root, Path::new("/bin/false")).expect("opening a fresh root")
+    }
+
+    /// An image imported into `store` with these `--change`s, as the stand-in images are.
+    fn imported(store: &Store, name: &str, changes: &[&str]) -> Image {
+        let mut empty_rootfs = tar::Builder::new(Vec::new());
+        empty_rootfs
+            .append_dir("etc", "/")
+            .expect("appending a directory");
+        let bytes = empty_rootfs.into_inner().expect("finishing the tarball");
+        let reference = name.parse().expect("a valid reference");
+        let changes: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+        rcompose_runtime::image::import::import(store, &bytes[..], Some(&reference), &changes)
+            .expect("importing the image");
+        store.resolve(name).expect("the imported image")
+    }
+
+    #[test]
+    fn the_image_gives_its_volumes_and_stop_signal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let wordpress = imported(
+            &store,
+            "wordpress:latest",
+            &[
+                "VOLUME /var/www/html",
+                "STOPSIGNAL SIGWINCH",
+                "CMD [\"apache2-foreground\"]",
+            ],
+        );
+        assert_eq!(
+            ImageDefaults::read(&store, &wordpress).unwrap(),
+            ImageDefaults {
+                volumes: vec!["/var/www/html".to_owned()],
+                stop_signal: Some("SIGWINCH".to_owned()),
+            }
+        );
+        let plain = imported(&store, "plain:1", &["CMD [\"sh\"]"]);
+        assert_eq!(
+            ImageDefaults::read(&store, &plain).unwrap(),
+            ImageDefaults::default()
+        );
     }
 
     #[test]
