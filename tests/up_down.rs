@@ -81,7 +81,7 @@ fn main() {
         println!("up_down: skipped, cannot create a network namespace: {err}");
         return;
     }
-    let tests: [(&str, TestFn); 11] = [
+    let tests: [(&str, TestFn); 12] = [
         (
             "up_converges_scales_stops_and_down_leaves_nothing",
             detached_lifecycle,
