@@ -3,8 +3,10 @@
 #
 #   smoke.sh ROOT
 #
-# ROOT is the rcompose state root holding `mariadb:10.6.4-focal` and `wordpress:latest`
-# (standins/build.sh --root ROOT loads stand-ins there). Runs the unchanged compose.yaml:
+# ROOT is an rcompose state root. `up -d` pulls `mariadb:10.6.4-focal` and
+# `wordpress:latest` when ROOT lacks them (from Docker Hub, or its mirror in
+# RCOMPOSE_REGISTRY_MIRRORS); standins/build.sh --root ROOT loads stand-ins there
+# instead. Runs the unchanged compose.yaml:
 # `up -d`, waits for the WordPress installer on http://127.0.0.1/, installs the site over
 # HTTP, checks its title and `logs`, stops MariaDB from inside (`restart: always` brings
 # it back), then `down` + `up -d` (the site stays installed: the data is in the db_data
@@ -18,7 +20,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-[ $# -eq 1 ] || { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[ $# -eq 1 ] || { sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 root=$1
 rcompose=${RCOMPOSE:-${CARGO_TARGET_DIR:-$repo/target}/release/rcompose}
 wait_seconds=${WAIT_SECONDS:-120}
@@ -59,10 +61,6 @@ trap on_exit EXIT
 [ "$(id -u)" = 0 ] || fail "must run as root"
 [ -x "$rcompose" ] || fail "no rcompose binary at $rcompose (build it, or set RCOMPOSE)"
 command -v curl >/dev/null || fail "curl is not installed"
-for image in mariadb:10.6.4-focal wordpress:latest; do
-	"$rcompose" --root "$root" image inspect "$image" >/dev/null 2>&1 ||
-		fail "image $image is not in $root (run standins/build.sh --root $root)"
-done
 if curl -s -o /dev/null --max-time 2 "$url/"; then
 	fail "something already answers on $url (port 80 must be free)"
 fi
