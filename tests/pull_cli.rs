@@ -341,6 +341,14 @@ fn failed_pull_fails_up(env: &Env<'_>) -> Result<(), String> {
     // cannot be reached from this machine).
     contains(&err, "service ghost: pulling image nosuch:1 failed: ")?;
     contains(&err, "docker.io/library/nosuch:1")?;
+    // Why the mirror did not serve it is said too, not only docker.io's failure.
+    contains(
+        &err,
+        &format!(
+            "mirror http://{} was tried first: manifest 1 for docker.io/library/nosuch:1 not found",
+            env.registry.host()
+        ),
+    )?;
     has_line(&err, " Image nosuch:1  Error")?;
     lacks(&err, "Created")?;
     check_eq(

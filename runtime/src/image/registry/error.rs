@@ -108,12 +108,24 @@ pub enum RegistryError {
         reference: String,
         source: StoreError,
     },
+    #[error("{error}; {}", mirrors.iter().map(|m| format!("mirror {} was tried first: {}", m.mirror, m.error)).collect::<Vec<_>>().join("; "))]
+    AfterMirrors {
+        error: Box<RegistryError>,
+        mirrors: Vec<MirrorFailure>,
+    },
     #[error("{reference}: cannot {action}: {detail}")]
     Local {
         reference: String,
         action: &'static str,
         detail: String,
     },
+}
+
+/// Why a mirror did not serve an image (reported when no endpoint did).
+#[derive(Debug)]
+pub struct MirrorFailure {
+    pub mirror: String,
+    pub error: Box<RegistryError>,
 }
 
 impl RegistryError {

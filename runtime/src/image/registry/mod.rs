@@ -23,7 +23,7 @@ mod push;
 pub use auth::{credentials_for, docker_config_dir, Credentials};
 pub use client::RegistryClient;
 pub use config::{Endpoint, RegistryConfig, CONFIG_FILE, INSECURE_ENV, MIRRORS_ENV};
-pub use error::RegistryError;
+pub use error::{MirrorFailure, RegistryError};
 pub use manifest::Platform;
 pub use progress::{Progress, ProgressEvent, ProgressStatus};
 pub use pull::{pull, PullOptions, PullOutcome};

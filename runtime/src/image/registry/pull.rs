@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::client::{Access, RegistryClient, Repository};
 use super::download::download_blob;
-use super::error::RegistryError;
+use super::error::{MirrorFailure, RegistryError};
 use super::manifest::{
     fetch_manifest, parse_manifest, select_platform, Descriptor, Fetched, ImageManifest, Manifest,
     Platform,
@@ -125,7 +125,9 @@ async fn resolve(
     wanted: &Platform,
 ) -> Result<(Repository, Fetched, ImageManifest), RegistryError> {
     let endpoints = client.config().endpoints(reference.domain());
-    let mut last_error = None;
+    // What each mirror said, kept for the final error: a user who set a mirror needs to
+    // see why it did not serve the image, not only why Docker Hub did not.
+    let mut mirror_failures = Vec::new();
     for endpoint in &endpoints {
         let attempt = async {
             let repo = client.repository(reference, endpoint, Access::Pull).await?;
@@ -134,14 +136,30 @@ async fn resolve(
         };
         match attempt.await {
             Ok(found) => return Ok(found),
-            Err(err) if endpoint.is_mirror => last_error = Some(err),
-            Err(err) => return Err(err),
+            Err(err) if endpoint.is_mirror => mirror_failures.push(MirrorFailure {
+                mirror: endpoint.base.clone(),
+                error: Box::new(err),
+            }),
+            Err(err) if mirror_failures.is_empty() => return Err(err),
+            Err(err) => {
+                return Err(RegistryError::AfterMirrors {
+                    error: Box::new(err),
+                    mirrors: mirror_failures,
+                })
+            }
         }
     }
-    Err(last_error.unwrap_or_else(|| RegistryError::BadManifest {
-        reference: reference.to_string(),
-        reason: "no registry endpoint to ask".to_owned(),
-    }))
+    Err(match mirror_failures.pop() {
+        Some(last) if mirror_failures.is_empty() => *last.error,
+        Some(last) => RegistryError::AfterMirrors {
+            error: last.error,
+            mirrors: mirror_failures,
+        },
+        None => RegistryError::BadManifest {
+            reference: reference.to_string(),
+            reason: "no registry endpoint to ask".to_owned(),
+        },
+    })
 }
 
 async fn resolve_at(
