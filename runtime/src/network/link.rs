@@ -246,6 +246,11 @@ pub fn create_bridge(config: &BridgeConfig) -> Result<Link, LinkError> {
     message.attributes = vec![
         LinkAttribute::IfName(config.name.clone()),
         LinkAttribute::Mtu(config.mtu),
+        // A MAC of its own, as Docker gives its bridges: without one the bridge takes
+        // the lowest of its ports' and changes it as containers come and go, and the
+        // containers' ARP entries for the gateway then point at a MAC the bridge no
+        // longer answers to (DNS and egress lost for up to a minute).
+        LinkAttribute::Address(mac_from_ipv4(config.gateway).to_vec()),
         LinkAttribute::LinkInfo(vec![
             LinkInfo::Kind(InfoKind::Bridge),
             LinkInfo::Data(InfoData::Bridge(vec![InfoBridge::StpState(
@@ -1081,6 +1086,9 @@ mod tests {
             (br_now.kind.as_deref(), br_now.mtu, br_now.up),
             (Some("bridge"), 1400, true)
         );
+        // Its own MAC, kept while ports come and go (else the containers' ARP entries
+        // for the gateway go stale whenever the lowest port MAC changes).
+        assert_eq!(br_now.mac, Some(mac_from_ipv4(gateway)), "bridge MAC");
         for (host, name) in [(&host1, &veth1), (&host2, &veth2)] {
             let listed = find(name).expect("host veth listed");
             assert_eq!(listed.controller, Some(br.index), "{name} on the bridge");
