@@ -81,7 +81,7 @@ fn main() {
         println!("up_down: skipped, cannot create a network namespace: {err}");
         return;
     }
-    let tests: [(&str, TestFn); 12] = [
+    let tests: [(&str, TestFn); 13] = [
         (
             "up_converges_scales_stops_and_down_leaves_nothing",
             detached_lifecycle,
@@ -114,6 +114,10 @@ fn main() {
         (
             "image_volumes_and_stop_signal_apply_as_in_docker",
             image_volumes_and_stop_signal,
+        ),
+        (
+            "secrets_and_configs_with_content_are_in_the_container",
+            injected_secrets_and_configs,
         ),
     ];
     let mut failed = false;
@@ -1005,6 +1009,115 @@ fn image_defaults_applied(root: &Path, dir: &Path) -> Result<(), String> {
         return Err(format!("no \"caught USR1\" in the logs:\n{logs}"));
     }
     Ok(())
+}
+
+const INJECTED: &str = r#"
+services:
+  app:
+    image: busybox
+    command: ["sleep", "300"]
+    secrets:
+      - source: token
+        uid: "1000"
+        gid: "1001"
+        mode: 0400
+    configs:
+      - source: greeting
+        target: /etc/greeting.conf
+      - token_config
+secrets:
+  token:
+    environment: RC_TEST_TOKEN
+configs:
+  greeting:
+    content: |
+      hello ${GREETING_NAME:-world}
+  token_config:
+    environment: RC_TEST_TOKEN
+"#;
+
+/// Secrets and configs without a file (`environment:` from the project's `.env`,
+/// inline `content:`) are in the container with their owner and mode; `config` does not
+/// print the secret's value; an unset variable fails `up` before anything is made.
+fn injected_secrets_and_configs(root: &Path, dir: &Path) -> Result<(), String> {
+    let project = "injected";
+    fs::write(dir.join("compose.yaml"), INJECTED).map_err(|e| e.to_string())?;
+    fs::write(dir.join(".env"), "RC_TEST_TOKEN=s3cret-value\n").map_err(|e| e.to_string())?;
+    let run = |args: &[&str]| -> Result<String, String> {
+        let output = rcompose(root, dir, project, args)?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            Err(format!("{args:?}: {stderr}"))
+        }
+    };
+    let printed = run(&["config"])?;
+    if printed.contains("s3cret-value") {
+        return Err(format!("config prints the secret's value:\n{printed}"));
+    }
+    let checks = || -> Result<(), String> {
+        run(&["up", "-d"])?;
+        let seen = |args: &[&str]| -> Result<String, String> {
+            let mut full = vec!["exec", "-T", "app"];
+            full.extend_from_slice(args);
+            run(&full)
+        };
+        check_eq(
+            &seen(&["cat", "/run/secrets/token"])?,
+            &"s3cret-value".to_string(),
+            "/run/secrets/token",
+        )?;
+        check_eq(
+            &seen(&["stat", "-c", "%u %g %a", "/run/secrets/token"])?,
+            &"1000 1001 400\n".to_string(),
+            "owner and mode of /run/secrets/token",
+        )?;
+        check_eq(
+            &seen(&["cat", "/etc/greeting.conf"])?,
+            &"hello world\n".to_string(),
+            "/etc/greeting.conf",
+        )?;
+        check_eq(
+            &seen(&["stat", "-c", "%u %g %a", "/etc/greeting.conf"])?,
+            &"0 0 444\n".to_string(),
+            "owner and mode of /etc/greeting.conf",
+        )?;
+        check_eq(
+            &seen(&["cat", "/token_config"])?,
+            &"s3cret-value".to_string(),
+            "/token_config",
+        )?;
+        // Read-only, as a file-backed secret.
+        if seen(&["sh", "-c", "echo x > /run/secrets/token"]).is_ok() {
+            return Err("/run/secrets/token is writable".into());
+        }
+        Ok(())
+    };
+    let result = checks();
+    let down = rcompose(root, dir, project, &["down", "-v", "-t", "1"])?;
+    result?;
+    if !down.status.success() {
+        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
+    }
+
+    fs::write(dir.join(".env"), "").map_err(|e| e.to_string())?;
+    let output = rcompose(root, dir, project, &["up", "-d"])?;
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    check_eq(
+        &output.status.code(),
+        &Some(1),
+        "exit code without RC_TEST_TOKEN",
+    )?;
+    let problem = "service app: secrets.token: environment variable \"RC_TEST_TOKEN\" is not set";
+    if !stderr.contains(problem) {
+        return Err(format!("no {problem:?} in:\n{stderr}"));
+    }
+    check_eq(
+        &states_of(root, project)?,
+        &Vec::new(),
+        "containers made without RC_TEST_TOKEN",
+    )
 }
 
 const JSON_PROJECT: &str = r#"

@@ -142,19 +142,31 @@ pub struct InjectedFile {
     pub key: String,
     /// Absolute path in the container.
     pub target: String,
-    pub content: InjectedContent,
+    /// The inline `content:`, or the value of the `environment:` variable.
+    pub content: String,
     pub uid: Option<String>,
     pub gid: Option<String>,
     /// Permission bits; Compose's default is 0444.
     pub mode: Option<u32>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InjectedContent {
-    /// The value of this variable in the project's environment.
-    Environment(String),
-    /// Inline `content:`.
-    Inline(String),
+/// The content of a secret or config that has no host file: its inline `content:`, or
+/// the value of its `environment:` variable in the project's environment. `None` for
+/// a file-backed one; an error names the variable when it is not set.
+pub fn injected_content(
+    project: &Project,
+    declared: &FileObjectConfig,
+) -> std::result::Result<Option<String>, String> {
+    if !declared.environment.is_empty() {
+        return match project.environment.get(&declared.environment) {
+            Some(value) => Ok(Some(value.clone())),
+            None => Err(format!(
+                "environment variable {:?} is not set (the content comes from it)",
+                declared.environment
+            )),
+        };
+    }
+    Ok((!declared.content.is_empty()).then(|| declared.content.clone()))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -664,9 +676,12 @@ impl Translator<'_> {
         }
         // A volume keeps its target against a secret, a secret against a config.
         let mut taken: BTreeSet<String> = mounts.iter().map(|m| m.target.clone()).collect();
-        for mount in self.file_mounts()? {
-            if taken.insert(mount.target.clone()) {
-                mounts.push(mount);
+        for file in self.file_mounts()? {
+            if taken.insert(file.target().to_owned()) {
+                match file {
+                    FileMount::Bind(mount) => mounts.push(mount),
+                    FileMount::Injected(injected) => self.injected_files.push(injected),
+                }
             }
         }
         for inherited in self.volumes_from()? {
@@ -862,23 +877,28 @@ impl Translator<'_> {
         Ok(MountKind::Tmpfs { size, mode })
     }
 
-    /// Secrets and configs backed by a file become read-only bind mounts of it.
-    fn file_mounts(&mut self) -> Result<Vec<Mount>> {
+    /// Secrets and configs: those backed by a file become read-only bind mounts of it,
+    /// the others files to write. One per target: the last of a kind, secrets over configs.
+    fn file_mounts(&mut self) -> Result<Vec<FileMount>> {
         let mut secrets = Vec::new();
         for reference in &self.service.secrets {
             let target = file_target(&reference.target, &reference.source, "/run/secrets/");
             let declared = self.project.secrets.get(&reference.source);
             let mount = self.file_mount("secrets", reference, declared, target)?;
-            replace_or_push(&mut secrets, mount);
+            replace_or_push_file(&mut secrets, mount);
         }
         let mut configs = Vec::new();
         for reference in &self.service.configs {
             let target = file_target(&reference.target, &reference.source, "/");
             let declared = self.project.configs.get(&reference.source);
             let mount = self.file_mount("configs", reference, declared, target)?;
-            replace_or_push(&mut configs, mount);
+            replace_or_push_file(&mut configs, mount);
         }
-        secrets.extend(configs);
+        for config in configs {
+            if !secrets.iter().any(|s| s.target() == config.target()) {
+                secrets.push(config);
+            }
+        }
         Ok(secrets)
     }
 
@@ -888,7 +908,7 @@ impl Translator<'_> {
         reference: &FileReferenceConfig,
         declared: Option<&FileObjectConfig>,
         target: String,
-    ) -> Result<Option<Mount>> {
+    ) -> Result<FileMount> {
         let key = format!("{kind}.{}", reference.source);
         let Some(declared) = declared else {
             return Err(self.invalid(
@@ -909,23 +929,16 @@ impl Translator<'_> {
         if !declared.driver.is_empty() || !declared.template_driver.is_empty() {
             return Err(self.unsupported(key, "driver and template_driver need a Swarm cluster"));
         }
-        let inline = if !declared.environment.is_empty() {
-            Some(InjectedContent::Environment(declared.environment.clone()))
-        } else if !declared.content.is_empty() {
-            Some(InjectedContent::Inline(declared.content.clone()))
-        } else {
-            None
-        };
+        let inline = injected_content(self.project, declared).map_err(|e| self.invalid(&key, e))?;
         if let Some(content) = inline {
-            self.injected_files.push(InjectedFile {
+            return Ok(FileMount::Injected(InjectedFile {
                 key,
                 target,
                 content,
                 uid: non_empty(&reference.uid),
                 gid: non_empty(&reference.gid),
                 mode: reference.mode.map(|m| m.0),
-            });
-            return Ok(None);
+            }));
         }
         if !reference.uid.is_empty() || !reference.gid.is_empty() || reference.mode.is_some() {
             self.ignored(&format!(
@@ -938,7 +951,7 @@ impl Translator<'_> {
             create: false,
             key,
         });
-        Ok(Some(Mount {
+        Ok(FileMount::Bind(Mount {
             target,
             read_only: true,
             kind: MountKind::Bind {
@@ -1178,13 +1191,26 @@ fn file_target(target: &str, source: &str, base: &str) -> String {
 }
 
 /// Within secrets, and within configs, Compose keys mounts by target: the last wins.
-fn replace_or_push(mounts: &mut Vec<Mount>, mount: Option<Mount>) {
-    let Some(mount) = mount else {
-        return;
-    };
-    match mounts.iter_mut().find(|m| m.target == mount.target) {
-        Some(existing) => *existing = mount,
-        None => mounts.push(mount),
+/// A secret or config: a host file to bind, or content to write.
+enum FileMount {
+    Bind(Mount),
+    Injected(InjectedFile),
+}
+
+impl FileMount {
+    fn target(&self) -> &str {
+        match self {
+            FileMount::Bind(mount) => &mount.target,
+            FileMount::Injected(file) => &file.target,
+        }
+    }
+}
+
+/// Adds `file`, replacing an earlier one at the same target.
+fn replace_or_push_file(files: &mut Vec<FileMount>, file: FileMount) {
+    match files.iter_mut().find(|f| f.target() == file.target()) {
+        Some(existing) => *existing = file,
+        None => files.push(file),
     }
 }
 
@@ -1999,7 +2025,7 @@ mod tests {
                 InjectedFile {
                     key: "configs.inline".into(),
                     target: "/etc/inline.conf".into(),
-                    content: InjectedContent::Inline("key=value".into()),
+                    content: "key=value".into(),
                     uid: None,
                     gid: None,
                     mode: Some(0o440),
@@ -2007,7 +2033,7 @@ mod tests {
                 InjectedFile {
                     key: "configs.from_env".into(),
                     target: "/from_env".into(),
-                    content: InjectedContent::Environment("SET_BY_SHELL".into()),
+                    content: "shell".into(),
                     uid: None,
                     gid: None,
                     mode: None,
@@ -2017,6 +2043,14 @@ mod tests {
         assert_eq!(
             t.warnings,
             ["service web: secrets.cert: uid, gid and mode of a file-backed secret is not supported by the embedded engine and is ignored"]
+        );
+    }
+
+    #[test]
+    fn an_unset_environment_variable_behind_a_secret_is_an_error() {
+        assert_eq!(
+            error("    secrets: [token]\nsecrets:\n  token: {environment: NOT_SET_ANYWHERE}\n"),
+            "service web: secrets.token: environment variable \"NOT_SET_ANYWHERE\" is not set (the content comes from it)"
         );
     }
 
@@ -2036,6 +2070,24 @@ mod tests {
         assert_eq!(c.mounts, [bind("/etc/app.conf", "/srv/app/b.conf", true)]);
         let c = config("    secrets: [{source: s, target: /etc/app.conf}]\n    configs: [{source: a, target: /etc/app.conf}]\nsecrets:\n  s: {file: ./s.conf}\nconfigs:\n  a: {file: ./a.conf}\n");
         assert_eq!(c.mounts, [bind("/etc/app.conf", "/srv/app/s.conf", true)]);
+        // The same with content to write: a secret's (environment) content beats a config's file,
+        // a file-backed secret beats a config's content, a volume beats them all.
+        let t = translate(&web("    secrets: [{source: s, target: /etc/app.conf}]\n    configs: [{source: a, target: /etc/app.conf}]\nsecrets:\n  s: {environment: SET_BY_SHELL}\nconfigs:\n  a: {file: ./a.conf}\n")).unwrap();
+        assert!(t.config.mounts.is_empty(), "{:?}", t.config.mounts);
+        assert_eq!(t.injected_files.len(), 1);
+        assert_eq!(t.injected_files[0].content, "shell");
+        let t = translate(&web("    secrets: [{source: s, target: /etc/app.conf}]\n    configs: [{source: a, target: /etc/app.conf}]\nsecrets:\n  s: {file: ./s.conf}\nconfigs:\n  a: {content: from-config}\n")).unwrap();
+        assert_eq!(
+            t.config.mounts,
+            [bind("/etc/app.conf", "/srv/app/s.conf", true)]
+        );
+        assert!(t.injected_files.is_empty());
+        let t = translate(&web("    volumes: [\"./mine:/etc/app.conf\"]\n    configs: [{source: a, target: /etc/app.conf}]\nconfigs:\n  a: {content: from-config}\n")).unwrap();
+        assert_eq!(
+            t.config.mounts,
+            [bind("/etc/app.conf", "/srv/app/mine", false)]
+        );
+        assert!(t.injected_files.is_empty());
     }
 
     #[test]

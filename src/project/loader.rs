@@ -164,6 +164,7 @@ pub fn load(inputs: &ProjectInputs, settings: &LoadSettings) -> Result<Loaded, L
             source,
         })?;
     }
+    project.environment = inputs.environment.clone();
     Ok(Loaded {
         project,
         disabled_services: selection.disabled,

@@ -11,6 +11,7 @@
 //! operate on what an earlier one made. It does not serve DNS or restart containers:
 //! [`CreatedContainer`] carries what the supervisor needs for that.
 
+mod injected;
 pub mod ports;
 pub mod record;
 pub mod resources;
@@ -47,7 +48,7 @@ use thiserror::Error;
 use self::record::{record_dir, AttachedVolume, TeardownRecord};
 use self::resources::{NetworkPlan, VolumePlan};
 use crate::backend::translate::{
-    container_config, InjectedFile, Peer, TranslateContext, TranslateError, VolumeRequest,
+    container_config, injected_content, Peer, TranslateContext, TranslateError, VolumeRequest,
 };
 use crate::orchestrator::labels::{self, Labels};
 use crate::orchestrator::plan::{ContainerState, ObservedContainer};
@@ -86,6 +87,11 @@ pub enum NativeError {
     },
     #[error("service {service}: ports: every port of {range} is taken")]
     PortRangeTaken { service: String, range: String },
+    #[error("service {service}: {source}")]
+    Injected {
+        service: String,
+        source: injected::InjectedError,
+    },
     #[error("service {service}: {key}: {message}")]
     InvalidKey {
         service: String,
@@ -186,9 +192,6 @@ pub struct CreatedContainer {
     pub reservations: Vec<PortReservation>,
     /// Keys that were ignored, one sentence each.
     pub warnings: Vec<String>,
-    /// Secrets and configs with inline or environment content, to write into the
-    /// container before it starts (see [`crate::backend::translate::InjectedFile`]).
-    pub injected_files: Vec<InjectedFile>,
 }
 
 impl CreatedContainer {
@@ -510,7 +513,22 @@ impl NativeEngine {
             .into_iter()
             .filter(|m| !config.mounts.iter().any(|own| own.target == m.target))
             .collect();
+        // As for file-backed secrets, a volume at the same target wins.
+        let injected = injected::write_injected_files(
+            &dir,
+            &translation.injected_files,
+            config.user_namespace.as_ref(),
+        )
+        .map_err(|source| NativeError::Injected {
+            service: service_name.to_owned(),
+            source,
+        })?;
+        let injected: Vec<Mount> = injected
+            .into_iter()
+            .filter(|m| !config.mounts.iter().any(|own| own.target == m.target))
+            .collect();
         mounts.append(&mut config.mounts);
+        mounts.extend(injected);
         config.mounts = mounts;
 
         let pid = self.runtime.create(CreateOptions {
@@ -531,7 +549,6 @@ impl NativeEngine {
             resolver,
             reservations,
             warnings,
-            injected_files: translation.injected_files,
         })
     }
 
@@ -860,6 +877,7 @@ impl NativeEngine {
                 problems.push(err.to_string());
             }
             problems.extend(bind_source_problems(name, service));
+            problems.extend(injected_content_problems(project, name, service));
             problems.extend(self.name_problems(project, name, service));
             let has_running = running
                 .iter()
@@ -1211,6 +1229,28 @@ fn host_mode_files(
         file_bind(paths.hosts, "/etc/hosts"),
         file_bind(paths.hostname, "/etc/hostname"),
     ])
+}
+
+/// Secrets and configs whose `environment:` variable is not set.
+fn injected_content_problems(project: &Project, name: &str, service: &Service) -> Vec<String> {
+    let secrets = service
+        .secrets
+        .iter()
+        .map(|r| ("secrets", r, project.secrets.get(&r.source)));
+    let configs = service
+        .configs
+        .iter()
+        .map(|r| ("configs", r, project.configs.get(&r.source)));
+    secrets
+        .chain(configs)
+        .filter_map(|(kind, reference, declared)| {
+            let message = injected_content(project, declared?).err()?;
+            Some(format!(
+                "service {name}: {kind}.{}: {message}",
+                reference.source
+            ))
+        })
+        .collect()
 }
 
 fn file_bind(source: PathBuf, target: &str) -> Mount {

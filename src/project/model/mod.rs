@@ -114,6 +114,12 @@ pub struct Project {
     pub models: IndexMap<String, ModelConfig>,
     #[serde(flatten)]
     pub extensions: Extensions,
+    /// The variables the project was loaded with (process environment over env files),
+    /// as compose-go keeps them: secrets and configs with `environment:` read their
+    /// content from here when a container is made. Never printed.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub environment: IndexMap<String, String>,
 }
 
 /// One `include` entry.
