@@ -9,7 +9,8 @@
 
 mod kernel_support;
 use kernel_support::{
-    check_eq, enter_throwaway_netns, is_root, nothing_mounted_under, release_netns_dir,
+    check_eq, enter_throwaway_netns, import_busybox, is_root, nothing_mounted_under,
+    release_netns_dir, run_output,
 };
 
 use std::fs;
@@ -74,8 +75,8 @@ fn main() {
         .unwrap_or_else(|err| panic!("creating a temp dir: {err}"));
     let root = work.path().join("root");
     if let Err(reason) = import_busybox(work.path(), &root) {
-        println!("up_down: skipped, no busybox image: {reason}");
-        return;
+        println!("test import_busybox ... FAILED: {reason}");
+        std::process::exit(1);
     }
     if let Err(err) = enter_throwaway_netns() {
         println!("up_down: skipped, cannot create a network namespace: {err}");
@@ -574,85 +575,6 @@ fn dir_names(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-/// Debian's busybox-static as a one-layer image `busybox:latest`, imported from a rootfs
-/// tar with `rcompose image import`.
-fn import_busybox(work: &Path, root: &Path) -> Result<(), String> {
-    let download = work.join("deb");
-    fs::create_dir_all(&download).map_err(|e| e.to_string())?;
-    run_output(
-        Command::new("apt-get")
-            .args(["download", "-q", "busybox-static"])
-            .current_dir(&download),
-    )?;
-    let deb = fs::read_dir(&download)
-        .map_err(|e| e.to_string())?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "deb"))
-        .ok_or("apt-get download left no .deb")?;
-    let unpacked = work.join("unpacked");
-    run_output(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
-    let busybox = unpacked.join("bin/busybox");
-    let applets = run_output(Command::new(&busybox).arg("--list"))?;
-    let tar_path = work.join("rootfs.tar");
-    write_rootfs_tar(&tar_path, &busybox, &applets)
-        .map_err(|e| format!("building the rootfs tar: {e}"))?;
-    run_output(
-        Command::new(env!("CARGO_BIN_EXE_rcompose"))
-            .arg("--root")
-            .arg(root)
-            .args(["image", "import"])
-            .arg(&tar_path)
-            .args(["busybox:latest", "--change", "ENV PATH=/bin"]),
-    )
-    .map(|_| ())
-}
-
-fn write_rootfs_tar(path: &PathBuf, busybox: &Path, applets: &str) -> std::io::Result<()> {
-    let mut tar = tar::Builder::new(fs::File::create(path)?);
-    for dir in ["bin", "dev", "etc", "proc", "sys", "tmp", "root"] {
-        let mut header = tar_header(tar::EntryType::Directory, 0o755, 0);
-        tar.append_data(&mut header, dir, std::io::empty())?;
-    }
-    let mut add_file = |path: &str, data: &[u8], mode: u32| {
-        let mut header = tar_header(tar::EntryType::Regular, mode, data.len() as u64);
-        tar.append_data(&mut header, path, data)
-    };
-    add_file("bin/busybox", &fs::read(busybox)?, 0o755)?;
-    add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
-    add_file("etc/group", b"root:x:0:\n", 0o644)?;
-    for applet in applets.lines().filter(|a| *a != "busybox") {
-        let mut header = tar_header(tar::EntryType::Symlink, 0o777, 0);
-        tar.append_link(&mut header, format!("bin/{applet}"), "busybox")?;
-    }
-    tar.finish()
-}
-
-/// A root-owned entry.
-fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut header = tar::Header::new_gnu();
-    header.set_entry_type(kind);
-    header.set_mode(mode);
-    header.set_size(size);
-    header.set_uid(0);
-    header.set_gid(0);
-    header.set_mtime(0);
-    header
-}
-
-fn run_output(command: &mut Command) -> Result<String, String> {
-    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
-    } else {
-        Err(format!(
-            "{command:?}: {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
 }
 
 const WAIT_OK: &str = r#"

@@ -1,10 +1,15 @@
 //! Helpers of the end-to-end tests that run real containers as root inside a throwaway
-//! network namespace (native_engine, up_down, ps_logs).
+//! network namespace (native_engine, up_down, ps_logs, pull_cli, wordpress_example).
+#![allow(dead_code)]
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use rcompose_runtime::container::rootfs::mount_points;
+use rcompose_runtime::image::import::import;
+use rcompose_runtime::image::reference::Reference;
+use rcompose_runtime::image::store::Store;
 
 pub fn check_eq<T: PartialEq + std::fmt::Debug>(
     got: &T,
@@ -53,7 +58,6 @@ pub fn nothing_mounted_under(dir: &Path) -> Result<(), String> {
 /// Moves this process into a new network namespace with its loopback up, so bridges,
 /// veths and nftables rules of the containers it starts never touch the host's. Call
 /// it while the process has a single thread: the children started later inherit it.
-#[allow(dead_code)]
 pub fn enter_throwaway_netns() -> Result<(), String> {
     // SAFETY: only the network namespace is unshared; the caller has no other thread.
     #[allow(unsafe_code)]
@@ -67,5 +71,94 @@ pub fn enter_throwaway_netns() -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("ip link set lo up: {status}"))
+    }
+}
+
+/// Debian's busybox-static as a one-layer image `busybox:latest` in `<root>/images`,
+/// imported as `rcompose image import` does (`ENV PATH=/bin`). Needs the host's
+/// network (apt-get download): call it before entering a throwaway namespace. Returns
+/// the rootfs tar (`<work>/rootfs.tar`), for tests that import it again.
+pub fn import_busybox(work: &Path, root: &Path) -> Result<PathBuf, String> {
+    let download = work.join("deb");
+    fs::create_dir_all(&download).map_err(|e| e.to_string())?;
+    run_output(
+        Command::new("apt-get")
+            .args(["download", "-q", "busybox-static"])
+            .current_dir(&download),
+    )?;
+    let deb = fs::read_dir(&download)
+        .map_err(|e| e.to_string())?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "deb"))
+        .ok_or("apt-get download left no .deb")?;
+    let unpacked = work.join("unpacked");
+    run_output(Command::new("dpkg").arg("-x").arg(&deb).arg(&unpacked))?;
+    let busybox = unpacked.join("bin/busybox");
+    let applets = run_output(Command::new(&busybox).arg("--list"))?;
+    let tar_path = work.join("rootfs.tar");
+    write_busybox_rootfs(&tar_path, &busybox, &applets)
+        .map_err(|e| format!("building the rootfs tar: {e}"))?;
+    let store = Store::open(root.join("images")).map_err(|e| e.to_string())?;
+    let reference = Reference::parse("busybox:latest").map_err(|e| e.to_string())?;
+    let tar = fs::File::open(&tar_path).map_err(|e| e.to_string())?;
+    import(
+        &store,
+        std::io::BufReader::new(tar),
+        Some(&reference),
+        &["ENV PATH=/bin".to_string()],
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(tar_path)
+}
+
+/// A root-owned rootfs: busybox with a link per applet, `/etc/passwd` and `/etc/group`
+/// for root, and the usual top directories.
+fn write_busybox_rootfs(path: &Path, busybox: &Path, applets: &str) -> std::io::Result<()> {
+    let mut tar = tar::Builder::new(fs::File::create(path)?);
+    for dir in ["bin", "dev", "etc", "proc", "sys", "root"] {
+        let mut header = tar_header(tar::EntryType::Directory, 0o755, 0);
+        tar.append_data(&mut header, dir, std::io::empty())?;
+    }
+    // World-writable as on any Linux, so `exec -u 1000 -w /tmp` can use it.
+    let mut header = tar_header(tar::EntryType::Directory, 0o1777, 0);
+    tar.append_data(&mut header, "tmp", std::io::empty())?;
+    let mut add_file = |path: &str, data: &[u8], mode: u32| {
+        let mut header = tar_header(tar::EntryType::Regular, mode, data.len() as u64);
+        tar.append_data(&mut header, path, data)
+    };
+    add_file("bin/busybox", &fs::read(busybox)?, 0o755)?;
+    add_file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\n", 0o644)?;
+    add_file("etc/group", b"root:x:0:\n", 0o644)?;
+    for applet in applets.lines().filter(|a| *a != "busybox") {
+        let mut header = tar_header(tar::EntryType::Symlink, 0o777, 0);
+        tar.append_link(&mut header, format!("bin/{applet}"), "busybox")?;
+    }
+    tar.finish()
+}
+
+/// A root-owned entry.
+fn tar_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header
+}
+
+/// The command's stdout when it succeeds; its status and stderr when it fails.
+pub fn run_output(command: &mut Command) -> Result<String, String> {
+    let output = command.output().map_err(|e| format!("{command:?}: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{command:?}: {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
     }
 }
