@@ -327,14 +327,17 @@ impl NetworkManager {
         })
     }
 
-    /// Removes a container's namespace (fine if already gone).
+    /// Removes a container's namespace (fine if already gone); with the last one, the
+    /// bind mount of the `netns` directory goes too, so the state root can be deleted.
     pub fn remove_sandbox(&self, container_id: &str) -> Result<(), NetworkError> {
-        super::netns::delete_named_netns(&self.state_root, container_id).map_err(|source| {
-            NetworkError::Netns {
-                container: container_id.to_string(),
-                source,
-            }
-        })
+        let error = |source| NetworkError::Netns {
+            container: container_id.to_string(),
+            source,
+        };
+        super::netns::delete_named_netns(&self.state_root, container_id).map_err(error)?;
+        super::netns::release_netns_dir(&self.state_root)
+            .map(drop)
+            .map_err(error)
     }
 
     /// Connects a container's namespace: an address from the network's range (or
