@@ -81,7 +81,7 @@ fn main() {
         println!("up_down: skipped, cannot create a network namespace: {err}");
         return;
     }
-    let tests: [(&str, TestFn); 13] = [
+    let tests: [(&str, TestFn); 14] = [
         (
             "up_converges_scales_stops_and_down_leaves_nothing",
             detached_lifecycle,
@@ -118,6 +118,10 @@ fn main() {
         (
             "secrets_and_configs_with_content_are_in_the_container",
             injected_secrets_and_configs,
+        ),
+        (
+            "a_host_network_project_gets_dockers_open_files_limit",
+            open_files_limit,
         ),
     ];
     let mut failed = false;
@@ -923,6 +927,81 @@ fn image_defaults_applied(root: &Path, dir: &Path) -> Result<(), String> {
         return Err(format!("no \"caught USR1\" in the logs:\n{logs}"));
     }
     Ok(())
+}
+
+const NO_NETWORK: &str = r#"
+services:
+  app:
+    image: busybox
+    command: ["sleep", "300"]
+    network_mode: none
+"#;
+
+/// A project without networks comes up (its supervisor waits for the containers), and
+/// the container's open-files limit is Docker's (soft = hard = 1048576 where this
+/// machine lets a process raise it), not the lower soft limit of the shell that ran `up`.
+fn open_files_limit(root: &Path, dir: &Path) -> Result<(), String> {
+    let project = "nofile";
+    fs::write(dir.join("compose.yaml"), NO_NETWORK).map_err(|e| e.to_string())?;
+    let result = (|| -> Result<(), String> {
+        run_output(
+            Command::new("prlimit")
+                .arg("--nofile=1024:")
+                .arg(env!("CARGO_BIN_EXE_rcompose"))
+                .arg("--root")
+                .arg(root)
+                .args(["-p", project, "--progress", "plain", "up", "-d"])
+                .current_dir(dir),
+        )?;
+        let output = rcompose(
+            root,
+            dir,
+            project,
+            &["exec", "-T", "app", "sh", "-c", "ulimit -n; ulimit -Hn"],
+        )?;
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let limits: Vec<u64> = text.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let [soft, hard] = limits[..] else {
+            return Err(format!("ulimit -n; ulimit -Hn printed {text:?}"));
+        };
+        check_eq(
+            &soft,
+            &hard,
+            "soft and hard open-files limits in the container",
+        )?;
+        let own_hard = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+            .maximum
+            .unwrap_or(u64::MAX);
+        let nr_open: u64 = fs::read_to_string("/proc/sys/fs/nr_open")
+            .map_err(|e| e.to_string())?
+            .trim()
+            .parse()
+            .map_err(|e| format!("fs.nr_open: {e}"))?;
+        let docker = (1u64 << 20).min(nr_open);
+        let may_raise = prlimit_can_raise_to(docker);
+        let want = if may_raise {
+            docker
+        } else {
+            docker.min(own_hard)
+        };
+        check_eq(&hard, &want, "open-files limit in the container")
+    })();
+    let down = rcompose(root, dir, project, &["down", "-t", "1"])?;
+    result?;
+    if down.status.success() {
+        Ok(())
+    } else {
+        Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)))
+    }
+}
+
+/// Whether a child of this process may raise its hard open-files limit to `limit`.
+fn prlimit_can_raise_to(limit: u64) -> bool {
+    Command::new("prlimit")
+        .arg(format!("--nofile={limit}:{limit}"))
+        .arg("true")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 const INJECTED: &str = r#"

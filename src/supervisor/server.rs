@@ -42,6 +42,10 @@ use rcompose_runtime::atomic_file::replace_json;
 /// created its container, until it exits) is retried.
 const PORT_RETRY: Duration = Duration::from_secs(30);
 
+/// How long a new supervisor waits for its project to show a container or a network
+/// before an empty project makes it exit.
+const EMPTY_GRACE: Duration = Duration::from_secs(60);
+
 /// A published host port: address, port, protocol.
 type PortKey = (Ipv4Addr, u16, Protocol);
 
@@ -74,6 +78,9 @@ struct Supervisor {
     reloads_done: watch::Sender<u64>,
     /// Set when it exits because the project has no container left.
     emptied: std::sync::atomic::AtomicBool,
+    /// Set once a reload found a container or a network of the project.
+    saw_project: std::sync::atomic::AtomicBool,
+    started: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -123,6 +130,8 @@ pub(super) fn run(root: &Path, project: &str) -> Result<(), SupervisorError> {
         reloads_requested: AtomicU64::new(0),
         reloads_done: watch::channel(0).0,
         emptied: std::sync::atomic::AtomicBool::new(false),
+        saw_project: std::sync::atomic::AtomicBool::new(false),
+        started: std::time::Instant::now(),
     });
     let result = runtime.block_on(supervisor.clone().serve());
     // Its tasks (health probes writing files, port retries) end before the cleanup.
@@ -156,6 +165,7 @@ impl Supervisor {
         // network record changes (a container connected or disconnected).
         let _watcher = self.watch_networks();
         tokio::spawn(self.clone().reload_when_asked());
+        tokio::spawn(self.clone().reload_after_grace());
         self.reload_and_wait().await;
         loop {
             tokio::select! {
@@ -256,6 +266,13 @@ impl Supervisor {
         }
     }
 
+    /// Looks once more when the start-up grace ends, so a supervisor whose project
+    /// never got anything (an `up` that failed) does not stay.
+    async fn reload_after_grace(self: Arc<Self>) {
+        tokio::time::sleep(EMPTY_GRACE).await;
+        self.request_reload();
+    }
+
     /// Converges DNS, ports and watchers onto what is on disk; exits when the
     /// project has no container left.
     async fn reload(self: Arc<Self>) {
@@ -275,11 +292,22 @@ impl Supervisor {
         // The project is gone when neither containers nor networks are left (during
         // `up` the networks come first, the containers after).
         if containers.is_empty() && networks.is_empty() {
+            // `up` starts the supervisor before it makes anything, so the first query
+            // of the first container is answered; a project without networks
+            // (`network_mode: host` or `none` only) shows nothing until its containers
+            // are made. A new supervisor that never saw its project waits a while.
+            let new = !self.saw_project.load(std::sync::atomic::Ordering::SeqCst)
+                && self.started.elapsed() < EMPTY_GRACE;
+            if new {
+                return;
+            }
             self.emptied
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             self.done.notify_one();
             return;
         }
+        self.saw_project
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.serve_dns(&networks, &containers);
         self.reserve_ports(&networks, &containers);
         let policies = ServicePolicies::load(&self.dir).unwrap_or_default();

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use rcompose_runtime::container::config::{Mount, MountKind, NamespaceMode, Propagation};
+use rcompose_runtime::container::config::{Mount, MountKind, NamespaceMode, Propagation, Ulimit};
 use rcompose_runtime::container::lifecycle::{
     ContainerOutput, CreateOptions, LifecycleError, Runtime,
 };
@@ -437,6 +437,7 @@ impl NativeEngine {
         if config.stop_signal.is_none() {
             config.stop_signal = defaults.stop_signal;
         }
+        add_default_open_files_limit(&mut config.ulimits);
 
         let mut endpoints = Vec::new();
         let mut resolver = None;
@@ -1229,6 +1230,45 @@ fn host_mode_files(
         file_bind(paths.hosts, "/etc/hosts"),
         file_bind(paths.hostname, "/etc/hostname"),
     ])
+}
+
+/// Docker's containers get dockerd's open-files limit, 1048576 (its systemd unit's
+/// `LimitNOFILE`), not the limit of whoever ran the command: servers that size their
+/// connection or file tables from it (nginx, Elasticsearch) expect that. A service's own
+/// `ulimits.nofile` wins. The kernel's `fs.nr_open` caps it, and so does this process's
+/// hard limit when it may not raise it (no CAP_SYS_RESOURCE, as in some sandboxes).
+fn add_default_open_files_limit(ulimits: &mut Vec<Ulimit>) {
+    const DOCKER_NOFILE: u64 = 1 << 20;
+    if ulimits.iter().any(|u| u.name == "nofile") {
+        return;
+    }
+    let nr_open = fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .unwrap_or(DOCKER_NOFILE);
+    let mut limit = DOCKER_NOFILE.min(nr_open);
+    if !may_raise_limits() {
+        let own = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        limit = limit.min(own.maximum.unwrap_or(u64::MAX));
+    }
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    ulimits.push(Ulimit {
+        name: "nofile".to_owned(),
+        soft: limit,
+        hard: limit,
+    });
+}
+
+/// Whether this process has CAP_SYS_RESOURCE (needed to raise a hard limit).
+fn may_raise_limits() -> bool {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+            u64::from_str_radix(hex.trim(), 16).ok()
+        })
+        .is_some_and(|effective| effective & (1 << CAP_SYS_RESOURCE) != 0)
 }
 
 /// Secrets and configs whose `environment:` variable is not set.
