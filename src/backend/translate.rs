@@ -118,8 +118,9 @@ pub struct Translation {
     pub warnings: Vec<String>,
     /// Host paths bind-mounted into the container, for the plan's checks.
     pub bind_sources: Vec<BindSource>,
-    /// Secrets and configs not backed by a host file: the orchestrator writes them
-    /// into the container before it starts, as Compose does.
+    /// Secrets and configs not backed by a host file: the engine writes them and
+    /// mounts them at their targets before the container starts (Compose copies them
+    /// in); see `backend::native::injected`.
     pub injected_files: Vec<InjectedFile>,
 }
 
