@@ -87,13 +87,13 @@ fn main() {
             "ps_hides_and_up_ignores_the_oneoff_and_down_removes_it",
             ps_up_down,
         ),
-        (
-            "dependencies_start_first_and_resolve_by_name",
-            dependencies,
-        ),
+        ("dependencies_start_first_and_resolve_by_name", dependencies),
         ("no_deps_starts_nothing_else", no_deps),
         ("service_ports_publishes_only_when_asked", service_ports),
-        ("unknown_service_is_refused_before_anything", unknown_service),
+        (
+            "unknown_service_is_refused_before_anything",
+            unknown_service,
+        ),
     ];
     let mut failed = false;
     for (name, test) in tests {
@@ -190,7 +190,10 @@ fn volumes_of(root: &Path, project: &str) -> Result<Vec<String>, String> {
         .map_err(|e| e.to_string())?
         .into_iter()
         .filter(|v| {
-            v.labels.get("com.docker.compose.project").map(String::as_str) == Some(project)
+            v.labels
+                .get("com.docker.compose.project")
+                .map(String::as_str)
+                == Some(project)
         })
         .map(|v| v.name)
         .collect())
@@ -199,8 +202,16 @@ fn volumes_of(root: &Path, project: &str) -> Result<Vec<String>, String> {
 /// `down -v -t 1`, then nothing of the project may be left.
 fn down_leaves_nothing(root: &Path, dir: &Path, project: &str) -> Result<(), String> {
     ok(root, dir, project, &["down", "-v", "-t", "1"])?;
-    check_eq(&containers(root, project)?, &Vec::new(), "containers after down")?;
-    check_eq(&volumes_of(root, project)?, &Vec::new(), "volumes after down")?;
+    check_eq(
+        &containers(root, project)?,
+        &Vec::new(),
+        "containers after down",
+    )?;
+    check_eq(
+        &volumes_of(root, project)?,
+        &Vec::new(),
+        "volumes after down",
+    )?;
     if engine(root)?
         .network_manager()
         .inspect(&format!("{project}_default"))
@@ -253,7 +264,11 @@ fn exit_code_and_rm(root: &Path, dir: &Path) -> Result<(), String> {
         }
         // --rm: neither the container nor its anonymous volume is left.
         check_eq(&containers(root, project)?, &Vec::new(), "after run --rm")?;
-        check_eq(&volumes_of(root, project)?, &Vec::new(), "volumes after --rm")?;
+        check_eq(
+            &volumes_of(root, project)?,
+            &Vec::new(),
+            "volumes after --rm",
+        )?;
 
         // Without --rm the one-off stays, exited, with its restart policy dropped.
         let kept = rcompose(root, dir, project, &["run", "app", "sh", "-c", "exit 3"])?;
@@ -343,7 +358,10 @@ fn ps_up_down(root: &Path, dir: &Path) -> Result<(), String> {
         }
         let up = rcompose(root, dir, project, &["up", "-d"])?;
         let up_err = text(&up.stderr);
-        if !up.status.success() || !up_err.lines().any(|l| l == " Container runps-app-1  Started")
+        if !up.status.success()
+            || !up_err
+                .lines()
+                .any(|l| l == " Container runps-app-1  Started")
         {
             return Err(format!("up did not start its own replica:\n{up_err}"));
         }
@@ -354,7 +372,7 @@ fn ps_up_down(root: &Path, dir: &Path) -> Result<(), String> {
             .collect();
         check_eq(
             &running,
-            &vec![oneoff.clone(), "runps-app-1".to_string()],
+            &vec!["runps-app-1".to_string(), oneoff.clone()],
             "running after run -d and up -d",
         )?;
         let ps = ok(root, dir, project, &["ps", "-q"])?;
@@ -362,7 +380,7 @@ fn ps_up_down(root: &Path, dir: &Path) -> Result<(), String> {
         let all = ok(root, dir, project, &["ps", "-a", "-q"])?;
         check_eq(
             &all,
-            &format!("{oneoff}\nrunps-app-1\n"),
+            &format!("runps-app-1\n{oneoff}\n"),
             "ps -a lists the one-off",
         )?;
         // A second up leaves both alone.
@@ -448,7 +466,15 @@ fn wait_listening(root: &Path, id: &str) -> Result<(), String> {
         let probe = engine(root)?.runtime().exec(
             id,
             rcompose_runtime::container::lifecycle::ExecOptions {
-                args: vec!["nc".into(), "-z".into(), "127.0.0.1".into(), "8080".into()],
+                // Port 8080 (0x1F90) bound, as the kernel lists it (httpd may
+                // take IPv6's any address).
+                args: vec![
+                    "grep".into(),
+                    "-q".into(),
+                    ":1F90 ".into(),
+                    "/proc/net/tcp".into(),
+                    "/proc/net/tcp6".into(),
+                ],
                 ..Default::default()
             },
         );
@@ -517,11 +543,16 @@ fn ctrl_c(root: &Path, dir: &Path) -> Result<(), String> {
     write_compose(dir, APP)?;
     with_down(root, dir, project, || {
         let script = "trap 'echo got INT; exit 5' INT; echo ready; while :; do sleep 0.1; done";
-        let mut child = command(root, dir, project, &["run", "--rm", "-T", "app", "sh", "-c", script])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| e.to_string())?;
+        let mut child = command(
+            root,
+            dir,
+            project,
+            &["run", "--rm", "-T", "app", "sh", "-c", script],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
         let mut stdout = BufReader::new(child.stdout.take().ok_or("no stdout")?);
         let mut first = String::new();
         stdout.read_line(&mut first).map_err(|e| e.to_string())?;

@@ -84,8 +84,13 @@ pub struct RunArgs {
     /// Bind mount a volume (repeatable, short syntax)
     #[arg(short, long = "volume", value_name = "VOLUME")]
     volume: Vec<String>,
-    /// Publish a container's port(s) to the host (repeatable)
-    #[arg(short, long = "publish", value_name = "PORT", conflicts_with = "service_ports")]
+    /// Publish a container's port(s) to the host (repeatable). Long form only: `-p` is
+    /// the global project name here.
+    #[arg(
+        long = "publish",
+        value_name = "PORT",
+        conflicts_with = "service_ports"
+    )]
     publish: Vec<String>,
     /// Run command with the service's ports enabled and mapped to the host
     #[arg(long)]
@@ -215,7 +220,9 @@ pub fn run(global: &GlobalOptions, args: &RunArgs) -> anyhow::Result<u8> {
         .with_engine(|engine| {
             engine.create_container_with(&oneoff_project, &service_name, 1, &labels, streams)
         })
-        .with_context(|| format!("service {service_name}: creating the one-off container {name}"))?;
+        .with_context(|| {
+            format!("service {service_name}: creating the one-off container {name}")
+        })?;
     for warning in &created.warnings {
         eprintln!("WARN[0000] {warning}");
     }
@@ -592,7 +599,7 @@ mod tests {
 
     #[test]
     fn incompatible_flags_are_refused() {
-        let both = ["run", "--service-ports", "-p", "80:80", "web"];
+        let both = ["run", "--service-ports", "--publish", "80:80", "web"];
         assert!(Wrapper::try_parse_from(both).is_err());
         assert!(Wrapper::try_parse_from(["run", "-d", "--rm", "web"]).is_err());
         assert!(Wrapper::try_parse_from(["run"]).is_err());
@@ -674,15 +681,13 @@ mod tests {
         assert!(bind.read_only);
 
         let args = parse(&["--service-ports", "--entrypoint", "sh -c", "web"]);
-        let oneoff =
-            oneoff_service(web, &args, "x", &project, Attachment::Detached).unwrap();
+        let oneoff = oneoff_service(web, &args, "x", &project, Attachment::Detached).unwrap();
         assert_eq!(oneoff.ports, web.ports);
         assert_eq!(oneoff.entrypoint, Some(vec!["sh".into(), "-c".into()]));
         assert_eq!(oneoff.command, Some(vec![]));
 
-        let args = parse(&["-p", "127.0.0.1:9000:90", "web"]);
-        let oneoff =
-            oneoff_service(web, &args, "x", &project, Attachment::Detached).unwrap();
+        let args = parse(&["--publish", "127.0.0.1:9000:90", "web"]);
+        let oneoff = oneoff_service(web, &args, "x", &project, Attachment::Detached).unwrap();
         assert_eq!(oneoff.ports.len(), 1);
         assert_eq!(oneoff.ports[0].target, 90);
 

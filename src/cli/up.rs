@@ -332,7 +332,15 @@ fn converge_project(
     converge_options: ConvergeOptions,
     pull: UpPull,
 ) -> anyhow::Result<Vec<ServiceContainer>> {
-    converge_project_without(global, context, options, scale, converge_options, pull, None)
+    converge_project_without(
+        global,
+        context,
+        options,
+        scale,
+        converge_options,
+        pull,
+        None,
+    )
 }
 
 /// [`converge_project`], with `left_out` (`run`'s service, which gets a one-off
@@ -350,7 +358,8 @@ pub(super) fn converge_project_without(
     let desired = plan::desired_services(project, scale)?;
     let observed = context.engine.list(&project.name)?;
     let mut plan = plan::plan(&project.name, &desired, &observed, options)?;
-    plan.services.retain(|s| Some(s.service.as_str()) != left_out);
+    plan.services
+        .retain(|s| Some(s.service.as_str()) != left_out);
     let planned: Vec<String> = plan.services.iter().map(|s| s.service.clone()).collect();
     // An empty list means every service to both; `run` without dependencies has none.
     if !planned.is_empty() || left_out.is_none() {
