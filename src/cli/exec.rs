@@ -107,7 +107,10 @@ fn running_replica<'a>(
 
 /// `-e KEY=VAL` as given; a bare `-e KEY` takes KEY from our environment and is
 /// dropped when unset, as Docker does.
-fn environment(entries: &[String], lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+pub(super) fn environment(
+    entries: &[String],
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Vec<String> {
     entries
         .iter()
         .filter_map(|entry| {
@@ -120,13 +123,13 @@ fn environment(entries: &[String], lookup: impl Fn(&str) -> Option<String>) -> V
         .collect()
 }
 
-fn own_stream(fd: std::os::fd::BorrowedFd<'_>) -> anyhow::Result<OwnedFd> {
+pub(super) fn own_stream(fd: std::os::fd::BorrowedFd<'_>) -> anyhow::Result<OwnedFd> {
     fd.try_clone_to_owned()
         .context("duplicating a standard stream for the command")
 }
 
 /// Rows and columns of our terminal, if stdout is one.
-fn terminal_size() -> Option<(u32, u32)> {
+pub(super) fn terminal_size() -> Option<(u32, u32)> {
     let size = termios::tcgetwinsize(io::stdout().as_fd()).ok()?;
     (size.ws_row > 0 && size.ws_col > 0).then_some((u32::from(size.ws_row), u32::from(size.ws_col)))
 }
@@ -144,7 +147,7 @@ fn start_failure(err: &LifecycleError) -> anyhow::Result<u8> {
 }
 
 /// The exit status of a process (0..=255; anything else is a failure).
-fn exit_code(code: i32) -> u8 {
+pub(super) fn exit_code(code: i32) -> u8 {
     u8::try_from(code).unwrap_or(1)
 }
 
@@ -154,11 +157,16 @@ struct RawMode {
 }
 
 impl RawMode {
-    fn enter() -> io::Result<RawMode> {
+    /// With `keep_signals`, Ctrl-C and Ctrl-\ still signal us (`run` forwards them
+    /// to a container whose terminal is not its controlling one).
+    fn enter(keep_signals: bool) -> io::Result<RawMode> {
         let stdin = io::stdin();
         let saved = termios::tcgetattr(stdin.as_fd())?;
         let mut raw = saved.clone();
         raw.make_raw();
+        if keep_signals {
+            raw.local_modes |= termios::LocalModes::ISIG;
+        }
         termios::tcsetattr(stdin.as_fd(), OptionalActions::Now, &raw)?;
         Ok(RawMode { saved })
     }
@@ -176,9 +184,16 @@ fn relay_terminal(mut session: ExecSession) -> anyhow::Result<i32> {
         .pty_master
         .take()
         .context("the runtime gave no terminal for the command")?;
+    relay_pty(master, false)?;
+    session.wait().context("waiting for the command")
+}
+
+/// Relays our terminal (put in raw mode meanwhile) and a pty's master until every
+/// process on the pty's side has closed it.
+pub(super) fn relay_pty(master: OwnedFd, keep_signals: bool) -> anyhow::Result<()> {
     let mut to_command = File::from(master.try_clone().context("duplicating the terminal")?);
     let mut from_command = File::from(master);
-    let raw = RawMode::enter().context("putting the terminal in raw mode")?;
+    let raw = RawMode::enter(keep_signals).context("putting the terminal in raw mode")?;
     // Input is copied on its own thread: it blocks in read until the user types, and
     // dies with the process once the command has ended.
     std::thread::spawn(move || {
@@ -186,7 +201,7 @@ fn relay_terminal(mut session: ExecSession) -> anyhow::Result<i32> {
     });
     copy_output(&mut from_command, &mut io::stdout().lock());
     drop(raw);
-    session.wait().context("waiting for the command")
+    Ok(())
 }
 
 /// Copies the pty's output until it closes (EIO once the command's side is gone).

@@ -15,6 +15,7 @@ mod port;
 mod ps;
 mod pull;
 mod push;
+mod run;
 mod up;
 mod version;
 mod volume;
@@ -132,6 +133,8 @@ pub enum Command {
     Push(push::PushArgs),
     /// Restart service containers
     Restart(lifecycle::StopArgs),
+    /// Run a one-off command on a service
+    Run(run::RunArgs),
     /// Start services
     Start(lifecycle::StartArgs),
     /// Stop services
@@ -157,6 +160,7 @@ pub fn run() -> u8 {
         Command::Down(args) => down::run(&cli.global, args),
         Command::Image(command) => image::run(&cli.global, command),
         Command::Restart(args) => lifecycle::run_restart(&cli.global, args),
+        Command::Run(args) => run::run(&cli.global, args),
         Command::Start(args) => lifecycle::run_start(&cli.global, args),
         Command::Stop(args) => lifecycle::run_stop(&cli.global, args),
         Command::Up(args) => up::run(&cli.global, args),

@@ -139,6 +139,15 @@ pub(super) struct ContainerSummary {
     pub labels: Labels,
 }
 
+impl ContainerSummary {
+    /// Made by `rcompose run`.
+    pub fn is_oneoff(&self) -> bool {
+        self.labels
+            .get(crate::orchestrator::labels::ONEOFF)
+            .is_some_and(|v| v != crate::orchestrator::labels::ONEOFF_FALSE)
+    }
+}
+
 /// Every container of `project` (all states), sorted by name.
 pub(super) fn summaries(
     engine: &NativeEngine,
@@ -261,6 +270,8 @@ pub fn run(global: &GlobalOptions, args: &PsArgs) -> anyhow::Result<u8> {
     let containers: Vec<ContainerSummary> = summaries(&engine, &global.root, &scope.name)?
         .into_iter()
         .filter(|c| args.service_names.is_empty() || args.service_names.contains(&c.service))
+        // As Compose: one-off (`run`) containers only with `--all`.
+        .filter(|c| args.all || !c.is_oneoff())
         .filter(|c| selected(c, args.all, &statuses))
         .collect();
     let now = SystemTime::now();

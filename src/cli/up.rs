@@ -332,16 +332,43 @@ fn converge_project(
     converge_options: ConvergeOptions,
     pull: UpPull,
 ) -> anyhow::Result<Vec<ServiceContainer>> {
+    converge_project_without(
+        global,
+        context,
+        options,
+        scale,
+        converge_options,
+        pull,
+        None,
+    )
+}
+
+/// [`converge_project`], with `left_out` (`run`'s service, which gets a one-off
+/// container instead) taken out of the plan: its dependencies are converged alone.
+pub(super) fn converge_project_without(
+    global: &GlobalOptions,
+    context: &ProjectContext,
+    options: &UpOptions,
+    scale: &IndexMap<String, u32>,
+    converge_options: ConvergeOptions,
+    pull: UpPull,
+    left_out: Option<&str>,
+) -> anyhow::Result<Vec<ServiceContainer>> {
     let project = &context.project;
     let desired = plan::desired_services(project, scale)?;
     let observed = context.engine.list(&project.name)?;
-    let plan = plan::plan(&project.name, &desired, &observed, options)?;
+    let mut plan = plan::plan(&project.name, &desired, &observed, options)?;
+    plan.services
+        .retain(|s| Some(s.service.as_str()) != left_out);
     let planned: Vec<String> = plan.services.iter().map(|s| s.service.clone()).collect();
-    // Before the check, which refuses a missing image; nothing is created yet.
-    pull_before_up(global, project, &planned, pull, &context.display)?;
-    context
-        .engine
-        .with_engine(|engine| engine.check_project(project, &planned))?;
+    // An empty list means every service to both; `run` without dependencies has none.
+    if !planned.is_empty() || left_out.is_none() {
+        // Before the check, which refuses a missing image; nothing is created yet.
+        pull_before_up(global, project, &planned, pull, &context.display)?;
+        context
+            .engine
+            .with_engine(|engine| engine.check_project(project, &planned))?;
+    }
     let progress = context.progress();
     ensure_resources(context, &progress)?;
     if !options.no_start {

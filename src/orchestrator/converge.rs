@@ -404,38 +404,15 @@ impl<E: ContainerEngine> Run<'_, E> {
         condition: &str,
         ids: &[String],
     ) -> Result<(), String> {
-        match condition {
-            "" | "service_started" => Ok(()),
-            "service_completed_successfully" => {
-                for id in ids {
-                    report(self.progress, ResourceKind::Container, id, "Waiting");
-                    let code = self
-                        .engine
-                        .wait_exit(id)
-                        .map_err(|e| format!("service {service}: waiting for {id}: {e}"))?;
-                    if code != 0 {
-                        return Err(format!(
-                            "service {service}: depends_on.{dependency}: service {dependency} didn't complete successfully: exit {code}"
-                        ));
-                    }
-                    report(self.progress, ResourceKind::Container, id, "Exited");
-                }
-                Ok(())
-            }
-            "service_healthy" => {
-                for id in ids {
-                    report(self.progress, ResourceKind::Container, id, "Waiting");
-                    self.engine
-                        .wait_healthy(self.project, id)
-                        .map_err(|e| format!("service {service}: depends_on.{dependency}: {e}"))?;
-                    report(self.progress, ResourceKind::Container, id, "Healthy");
-                }
-                Ok(())
-            }
-            other => Err(format!(
-                "service {service}: depends_on.{dependency}: unknown condition {other:?}"
-            )),
-        }
+        dependency_condition(
+            self.engine,
+            self.project,
+            self.progress,
+            service,
+            dependency,
+            condition,
+            ids,
+        )
     }
 
     /// The service's actions in order; stops at its first failure.
@@ -585,6 +562,50 @@ impl<E: ContainerEngine> Run<'_, E> {
             .map_err(|e| format!("container {id}: starting: {e}"))?;
         report(self.progress, ResourceKind::Container, id, "Started");
         Ok(())
+    }
+}
+
+/// Waits until `service`'s `depends_on.<dependency>` condition holds for the
+/// dependency's containers `ids` (`up` between services, `run` before its one-off).
+pub fn dependency_condition<E: ContainerEngine>(
+    engine: &E,
+    project: &Project,
+    progress: Progress<'_>,
+    service: &str,
+    dependency: &str,
+    condition: &str,
+    ids: &[String],
+) -> Result<(), String> {
+    match condition {
+        "" | "service_started" => Ok(()),
+        "service_completed_successfully" => {
+            for id in ids {
+                report(progress, ResourceKind::Container, id, "Waiting");
+                let code = engine
+                    .wait_exit(id)
+                    .map_err(|e| format!("service {service}: waiting for {id}: {e}"))?;
+                if code != 0 {
+                    return Err(format!(
+                        "service {service}: depends_on.{dependency}: service {dependency} didn't complete successfully: exit {code}"
+                    ));
+                }
+                report(progress, ResourceKind::Container, id, "Exited");
+            }
+            Ok(())
+        }
+        "service_healthy" => {
+            for id in ids {
+                report(progress, ResourceKind::Container, id, "Waiting");
+                engine
+                    .wait_healthy(project, id)
+                    .map_err(|e| format!("service {service}: depends_on.{dependency}: {e}"))?;
+                report(progress, ResourceKind::Container, id, "Healthy");
+            }
+            Ok(())
+        }
+        other => Err(format!(
+            "service {service}: depends_on.{dependency}: unknown condition {other:?}"
+        )),
     }
 }
 

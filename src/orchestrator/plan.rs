@@ -785,7 +785,8 @@ fn lowest_free_numbers(used: &BTreeSet<u32>, count: usize) -> impl Iterator<Item
 pub struct DownOptions {
     /// `-v`: remove named volumes and the containers' anonymous volumes.
     pub volumes: bool,
-    /// `--remove-orphans`: also remove orphans and one-off containers.
+    /// `--remove-orphans`: also remove the containers of services the project no
+    /// longer defines.
     pub remove_orphans: bool,
 }
 
@@ -876,8 +877,10 @@ pub fn plan_down(
     for service in graph.stop_order() {
         let mut of_service: Vec<&ObservedContainer> = observed
             .iter()
-            // Compose leaves one-off containers to `--remove-orphans`.
-            .filter(|c| c.service == service && (!c.oneoff || options.remove_orphans))
+            // One-off (`run`) containers go with their service, as in Compose v1:
+            // Compose v2 leaves them to `--remove-orphans`, and then cannot remove the
+            // networks and volumes they hold (docker/compose#10806).
+            .filter(|c| c.service == service)
             .collect();
         of_service.sort_by(|a, b| a.number.cmp(&b.number).then(a.name.cmp(&b.name)));
         containers.extend(of_service.into_iter().map(|c| ContainerRemoval {
@@ -1536,7 +1539,7 @@ mod tests {
         let plan = plan_down(&project, &down_containers(&desired), DownOptions::default()).unwrap();
         assert_eq!(
             plan.to_string(),
-            "remove container demo-proxy-1\nremove container demo-web-1\nremove container demo-web-2\nremove container demo-db-1\nkeep orphan demo-old-1\nremove network demo_default\n"
+            "remove container demo-proxy-1\nremove container demo-web-1\nremove container demo-web-2\nremove container demo-db-run-1\nremove container demo-db-1\nkeep orphan demo-old-1\nremove network demo_default\n"
         );
         assert!(!plan.is_empty());
     }

@@ -354,7 +354,10 @@ impl Supervisor {
                 let seen = Seen {
                     running: c.state == ContainerState::Running,
                     resolver: engine.resolver_options(&c.id),
-                    needs_watcher: !exited || !self.exit_handled(engine.runtime(), &c.id),
+                    // A one-off (`run`) container has no restart policy, as Compose
+                    // gives it none: nothing to watch.
+                    needs_watcher: !c.oneoff
+                        && (!exited || !self.exit_handled(engine.runtime(), &c.id)),
                     service: c.service,
                 };
                 (c.id, seen)

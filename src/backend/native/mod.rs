@@ -21,6 +21,7 @@ use std::cell::RefCell;
 use std::fs;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -212,6 +213,31 @@ impl CreatedContainer {
     }
 }
 
+/// A container's standard streams and network aliases: a replica's are the defaults
+/// (stdin `/dev/null`, output to its json-file log, the service's aliases); a one-off
+/// container of `rcompose run` may differ in each.
+#[derive(Debug)]
+pub struct ContainerStreams {
+    /// `None` is `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+    /// `Some((stdout, stderr))`: straight to these descriptors (an attached `run`),
+    /// with no log; `None`: the json-file log.
+    pub direct: Option<(OwnedFd, OwnedFd)>,
+    /// The service name and `aliases` on each network (`run` without `--use-aliases`
+    /// has none, so that service names never resolve to a one-off).
+    pub network_aliases: bool,
+}
+
+impl Default for ContainerStreams {
+    fn default() -> Self {
+        Self {
+            stdin: None,
+            direct: None,
+            network_aliases: true,
+        }
+    }
+}
+
 /// The runtime objects of one state root.
 pub struct NativeEngine {
     root: PathBuf,
@@ -343,6 +369,25 @@ impl NativeEngine {
         number: u32,
         labels: &Labels,
     ) -> Result<CreatedContainer, NativeError> {
+        self.create_container_with(
+            project,
+            service_name,
+            number,
+            labels,
+            ContainerStreams::default(),
+        )
+    }
+
+    /// [`NativeEngine::create_container`] with other streams or without aliases
+    /// (`rcompose run`, whose service carries the one-off's `container_name`).
+    pub fn create_container_with(
+        &self,
+        project: &Project,
+        service_name: &str,
+        number: u32,
+        labels: &Labels,
+        streams: ContainerStreams,
+    ) -> Result<CreatedContainer, NativeError> {
         let service = project
             .services
             .get(service_name)
@@ -373,6 +418,7 @@ impl NativeEngine {
             labels,
             init_binary.as_deref(),
             &mut record,
+            streams,
         );
         if result.is_err() {
             // What was made is in the record; the error that stopped us is the one to report.
@@ -392,6 +438,7 @@ impl NativeEngine {
         labels: &Labels,
         init_binary: Option<&Path>,
         record: &mut TeardownRecord,
+        streams: ContainerStreams,
     ) -> Result<CreatedContainer, NativeError> {
         let id = record.id.clone();
         let image = self.image(service_name, service)?;
@@ -402,7 +449,7 @@ impl NativeEngine {
         };
         let image_config = self.images.config(&image).map_err(store_error)?;
         let layers = self.images.layer_dirs(&image).map_err(store_error)?;
-        let networking = networking(project, service_name, service)?;
+        let networking = networking(project, service_name, service, streams.network_aliases)?;
         let dns = dns_settings(service_name, service)?;
         let extra_hosts = extra_hosts(service_name, service)?;
         let (log_options, mut warnings) = log_options(service_name, service)?;
@@ -539,8 +586,14 @@ impl NativeEngine {
             config: &config,
             image_name: &service.image,
             cgroups_path: &record.cgroups_path,
-            stdin: None,
-            output: ContainerOutput::Log(log_options),
+            stdin: streams.stdin,
+            output: match streams.direct {
+                Some((stdout, stderr)) => ContainerOutput::Direct {
+                    stdout: Some(stdout),
+                    stderr: Some(stderr),
+                },
+                None => ContainerOutput::Log(log_options),
+            },
         })?;
         self.seed_volumes(record)?;
         Ok(CreatedContainer {
@@ -882,7 +935,7 @@ impl NativeEngine {
             problems.extend(self.name_problems(project, name, service));
             let has_running = running
                 .iter()
-                .any(|c| &c.service == name && c.state == ContainerState::Running);
+                .any(|c| &c.service == name && !c.oneoff && c.state == ContainerState::Running);
             if has_running {
                 continue;
             }
@@ -1021,6 +1074,7 @@ fn network_attachments(
     project: &Project,
     service_name: &str,
     service: &Service,
+    with_aliases: bool,
 ) -> Result<Vec<NetworkAttachment>, NativeError> {
     let mut keyed: Vec<(&String, i64)> = service
         .networks
@@ -1032,14 +1086,17 @@ fn network_attachments(
         .into_iter()
         .map(|(key, _)| {
             let config = service.networks[key.as_str()].clone().unwrap_or_default();
-            let mut aliases = vec![service_name.to_owned()];
-            aliases.extend(
-                config
-                    .aliases
-                    .iter()
-                    .filter(|a| *a != service_name)
-                    .cloned(),
-            );
+            let mut aliases = Vec::new();
+            if with_aliases {
+                aliases.push(service_name.to_owned());
+                aliases.extend(
+                    config
+                        .aliases
+                        .iter()
+                        .filter(|a| *a != service_name)
+                        .cloned(),
+                );
+            }
             let ipv4_address = match config.ipv4_address.as_str() {
                 "" => None,
                 text => Some(
@@ -1064,9 +1121,15 @@ fn networking(
     project: &Project,
     service_name: &str,
     service: &Service,
+    with_aliases: bool,
 ) -> Result<Networking, NativeError> {
     match service.network_mode.as_str() {
-        "" => Ok(Networking::Sandbox(network_attachments(project, service_name, service)?)),
+        "" => Ok(Networking::Sandbox(network_attachments(
+            project,
+            service_name,
+            service,
+            with_aliases,
+        )?)),
         "none" => Ok(Networking::Sandbox(Vec::new())),
         "host" => Ok(Networking::Host),
         mode if mode.starts_with("service:") || mode.starts_with("container:") => {
@@ -1464,7 +1527,7 @@ mod engine_tests {
         let p = project(
             "services:\n  web:\n    image: busybox\n    networks:\n      zeta: {}\n      alpha:\n        aliases: [site]\n        ipv4_address: 10.213.30.5\n      back:\n        priority: 10\nnetworks:\n  zeta: {}\n  alpha:\n    ipam: {config: [{subnet: 10.213.30.0/24}]}\n  back: {name: backend}\n",
         );
-        let attachments = network_attachments(&p, "web", &p.services["web"]).unwrap();
+        let attachments = network_attachments(&p, "web", &p.services["web"], true).unwrap();
         let names: Vec<&str> = attachments.iter().map(|a| a.network.as_str()).collect();
         assert_eq!(names, ["backend", "demo_alpha", "demo_zeta"]);
         assert_eq!(attachments[1].aliases, ["web", "site"]);
@@ -1473,6 +1536,10 @@ mod engine_tests {
             Some(Ipv4Addr::new(10, 213, 30, 5))
         );
         assert_eq!(attachments[0].aliases, ["web"]);
+        // A one-off container (`run` without `--use-aliases`) answers to no alias.
+        let oneoff = network_attachments(&p, "web", &p.services["web"], false).unwrap();
+        assert!(oneoff.iter().all(|a| a.aliases.is_empty()));
+        assert_eq!(oneoff[1].ipv4_address, attachments[1].ipv4_address);
     }
 
     #[test]
@@ -1480,7 +1547,7 @@ mod engine_tests {
         let p = project(
             "services:\n  a:\n    image: busybox\n    network_mode: none\n  b:\n    image: busybox\n    network_mode: host\n  c:\n    image: busybox\n    network_mode: service:a\n  d:\n    image: busybox\n    network_mode: bridge\n",
         );
-        let mode = |name: &str| networking(&p, name, &p.services[name]);
+        let mode = |name: &str| networking(&p, name, &p.services[name], true);
         assert!(matches!(mode("a"), Ok(Networking::Sandbox(n)) if n.is_empty()));
         assert!(matches!(mode("b"), Ok(Networking::Host)));
         assert!(matches!(mode("c"), Ok(Networking::Shared)));
