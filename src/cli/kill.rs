@@ -78,7 +78,8 @@ fn kill_one(
         let runtime = engine.runtime();
         runtime.kill(&container.id, signal, false)?;
         if container.state == ContainerState::Paused && thaws(runtime, &container.id, signal) {
-            runtime.resume(&container.id)?;
+            // The kernel may have ended it frozen already: nothing left to thaw then.
+            let _ = runtime.resume(&container.id);
         }
         if signal == SIGKILL {
             runtime.wait(&container.id)?;
