@@ -28,7 +28,7 @@ const PROJECT: &str = "cmds";
 
 /// `web` restarts always (a kill must not bring it back) and has an anonymous volume
 /// (`rm -v` takes it along). Both shells (PID 1, which only gets the signals it
-/// handles) end on SIGTERM at once; `db` exits 3 on SIGHUP.
+/// handles) end on their stop signal at once; `db` exits 3 on SIGHUP.
 const COMPOSE: &str = r#"
 services:
   web:
@@ -39,7 +39,8 @@ services:
     depends_on: [db]
   db:
     image: busybox
-    command: ["sh", "-c", "trap 'exit 3' HUP; trap 'exit 0' TERM; sleep 301 & wait"]
+    command: ["sh", "-c", "trap 'exit 3' HUP; trap 'exit 0' USR1; sleep 301 & wait"]
+    stop_signal: SIGUSR1
 "#;
 
 type TestFn = fn(&Path, &Path) -> Result<(), String>;
@@ -502,9 +503,18 @@ fn kill(root: &Path, dir: &Path) -> Result<(), String> {
         "invalid signal \"SIGNOPE\"",
     )?;
     fails(root, dir, &["kill", "nosuch"], "no such service: nosuch")?;
-    // A signal the process dies of, by name, without waiting.
+    // A signal by name, without waiting. To a paused container, a signal that is not
+    // its stop signal waits, pending, until it is unpaused (as Docker has it).
+    ok(root, dir, &["pause", "db"])?;
     let (_, progress) = ok(root, dir, &["kill", "-s", "HUP", "db"])?;
     has_line(&progress, " Container cmds-db-1  Killed")?;
+    std::thread::sleep(Duration::from_millis(500));
+    check_eq(
+        &state_of(root, "cmds-db-1")?,
+        &Some(ContainerState::Paused),
+        "db killed paused",
+    )?;
+    ok(root, dir, &["unpause", "db"])?;
     wait_for_state(root, "cmds-db-1", ContainerState::Exited { exit_code: 3 })?;
     check_eq(
         &state_of(root, "cmds-web-1")?,

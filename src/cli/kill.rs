@@ -3,9 +3,9 @@
 //!
 //! As Docker's daemon does, a kill counts as a stop by the user, whatever the signal:
 //! restart policies leave the container alone until it is started again. A paused
-//! container is thawed after a signal meant to end it (SIGKILL, or its stop signal, or
-//! any signal when it has none), so that it acts on it; after SIGKILL the command waits
-//! until the container has exited.
+//! container is thawed for a signal meant to end it (SIGKILL, or its stop signal, or
+//! any signal when it has none), so that it acts on it; another signal waits, pending,
+//! until it is unpaused. After SIGKILL the command waits until the container has exited.
 
 use anyhow::Context;
 use rcompose_runtime::container::lifecycle::Runtime;
@@ -76,10 +76,18 @@ fn kill_one(
         .context("telling the project's supervisor")?;
     context.engine.with_engine(|engine| {
         let runtime = engine.runtime();
+        let paused = container.state == ContainerState::Paused;
+        let thaw = paused && thaws(runtime, &container.id, signal);
+        if thaw {
+            // Thawed first, as the runtime's stop does: a frozen process cannot act on
+            // the signal.
+            runtime.resume(&container.id)?;
+        }
         runtime.kill(&container.id, signal, false)?;
-        if container.state == ContainerState::Paused && thaws(runtime, &container.id, signal) {
-            // The kernel may have ended it frozen already: nothing left to thaw then.
-            let _ = runtime.resume(&container.id);
+        if paused && !thaw {
+            // Docker leaves it paused, the signal pending. The runtime forgets the
+            // pause on a kill (the cgroup stays frozen): record it again.
+            runtime.pause(&container.id)?;
         }
         if signal == SIGKILL {
             runtime.wait(&container.id)?;
