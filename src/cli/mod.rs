@@ -5,17 +5,24 @@
 
 mod common;
 mod config;
+mod containers;
 mod down;
 mod exec;
 mod image;
+mod images;
+mod kill;
 mod lifecycle;
 mod logs;
+mod ls;
 mod network;
+mod pause;
 mod port;
 mod ps;
 mod pull;
 mod push;
+mod remove;
 mod run;
+mod top;
 mod up;
 mod version;
 mod volume;
@@ -121,8 +128,16 @@ pub enum Command {
     Network(network::NetworkCommand),
     /// Execute a command in a running container
     Exec(exec::ExecArgs),
+    /// List images used by the created containers
+    Images(images::ImagesArgs),
+    /// Force stop service containers
+    Kill(kill::KillArgs),
     /// View output from containers
     Logs(logs::LogsArgs),
+    /// List running compose projects
+    Ls(ls::LsArgs),
+    /// Pause services
+    Pause(pause::PauseArgs),
     /// Print the public port for a port binding
     Port(port::PortArgs),
     /// List containers
@@ -133,12 +148,18 @@ pub enum Command {
     Push(push::PushArgs),
     /// Restart service containers
     Restart(lifecycle::StopArgs),
+    /// Removes stopped service containers
+    Rm(remove::RemoveArgs),
     /// Run a one-off command on a service
     Run(run::RunArgs),
     /// Start services
     Start(lifecycle::StartArgs),
     /// Stop services
     Stop(lifecycle::StopArgs),
+    /// Display the running processes
+    Top(top::TopArgs),
+    /// Unpause services
+    Unpause(pause::PauseArgs),
     /// Create and start containers
     Up(up::UpArgs),
     /// Show the rcompose version information
@@ -166,6 +187,13 @@ pub fn run() -> u8 {
         Command::Up(args) => up::run(&cli.global, args),
         Command::Network(command) => network::run(&cli.global, command),
         Command::Exec(args) => exec::run(&cli.global, args),
+        Command::Images(args) => images::run(&cli.global, args),
+        Command::Kill(args) => kill::run(&cli.global, args),
+        Command::Ls(args) => ls::run(&cli.global, args),
+        Command::Pause(args) => pause::run_pause(&cli.global, args),
+        Command::Unpause(args) => pause::run_unpause(&cli.global, args),
+        Command::Rm(args) => remove::run(&cli.global, args),
+        Command::Top(args) => top::run(&cli.global, args),
         Command::Logs(args) => logs::run(&cli.global, args),
         Command::Port(args) => port::run(&cli.global, args),
         Command::Ps(args) => ps::run(&cli.global, args),

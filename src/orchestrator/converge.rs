@@ -810,9 +810,13 @@ pub fn stop_containers<E: ContainerEngine>(
     let names: Vec<&str> = chosen.iter().map(|c| c.service.as_str()).collect();
     let mut errors = Vec::new();
     for wave in stop_waves(project, &names)? {
+        // A paused container is stopped too (the engine thaws it first), as Docker does.
         let running: Vec<&&ObservedContainer> = chosen
             .iter()
-            .filter(|c| wave.contains(&c.service) && c.state == ContainerState::Running)
+            .filter(|c| {
+                wave.contains(&c.service)
+                    && matches!(c.state, ContainerState::Running | ContainerState::Paused)
+            })
             .collect();
         errors.extend(for_each_bounded(&running, options.parallel, |container| {
             report(
@@ -838,6 +842,27 @@ pub fn stop_containers<E: ContainerEngine>(
     } else {
         Err(ConvergeError::Failed(errors))
     }
+}
+
+/// `rm`: removes `containers` (stopped ones: the caller chose them), at most
+/// `parallel` at once, with their anonymous volumes when `anonymous_volumes`. Goes past
+/// every failure; returns them all.
+pub fn remove_containers<E: ContainerEngine>(
+    engine: &E,
+    containers: &[&ObservedContainer],
+    anonymous_volumes: bool,
+    parallel: usize,
+    progress: Progress<'_>,
+) -> Vec<String> {
+    for_each_bounded(containers, parallel, |container| {
+        let name = container.name.as_str();
+        report(progress, ResourceKind::Container, name, "Removing");
+        engine
+            .remove(&container.id, anonymous_volumes)
+            .map_err(|e| format!("container {name}: removing: {e}"))?;
+        report(progress, ResourceKind::Container, name, "Removed");
+        Ok(())
+    })
 }
 
 /// Called by `up`, `start` and `restart` once the containers are started: the project
@@ -1432,5 +1457,37 @@ mod tests {
         )
         .unwrap();
         assert!(engine.calls().is_empty());
+    }
+
+    #[test]
+    fn a_paused_container_is_stopped() {
+        let project = project(WEB_ON_DB);
+        let containers = [
+            observed("demo-db-1", "db", ContainerState::Paused),
+            observed("demo-web-1", "web", ContainerState::Exited { exit_code: 0 }),
+        ];
+        let engine = FakeEngine::default();
+        stop_containers(&engine, &project, &containers, &[], OPTIONS, &|_| {}).unwrap();
+        assert_eq!(engine.calls(), ["stop demo-db-1"]);
+    }
+
+    #[test]
+    fn rm_removes_each_container_and_reports_it() {
+        let containers = [
+            observed("demo-db-1", "db", ContainerState::Exited { exit_code: 0 }),
+            observed("demo-web-1", "web", ContainerState::Created),
+        ];
+        let chosen: Vec<&ObservedContainer> = containers.iter().collect();
+        let engine = FakeEngine::default();
+        let lines = Mutex::new(Vec::new());
+        let progress = |event: ProgressEvent| lines.lock().unwrap().push(event.to_string());
+        let errors = remove_containers(&engine, &chosen, true, 1, &progress);
+        assert!(errors.is_empty(), "{errors:?}");
+        let mut calls = engine.calls();
+        calls.sort();
+        assert_eq!(calls, ["remove demo-db-1 true", "remove demo-web-1 true"]);
+        let lines = lines.into_inner().unwrap();
+        assert!(lines.contains(&" Container demo-web-1  Removed".to_string()));
+        assert_eq!(lines.len(), 4, "{lines:?}");
     }
 }

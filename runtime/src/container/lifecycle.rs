@@ -33,7 +33,7 @@ use super::init::{install_init, InitError};
 use super::monitor::{self, MonitorConfig, MonitorReply, MonitorRequest, Output};
 use super::rootfs::{self, RootfsError, RootfsSource};
 use super::spec::{build_spec, SpecError};
-use super::stats::{read_stats, ContainerStats, StatsError};
+use super::stats::{read_processes, read_stats, ContainerStats, StatsError};
 use super::status::{ContainerState, ExitRecord, ExitStatus, State};
 use super::user::{resolve_user, UserError};
 use super::wire::{self, WireError};
@@ -93,6 +93,12 @@ pub enum LifecycleError {
     Init(#[from] InitError),
     #[error("container {id}: stats: {source}")]
     Stats {
+        id: String,
+        #[source]
+        source: StatsError,
+    },
+    #[error("container {id}: listing its processes: {source}")]
+    Processes {
         id: String,
         #[source]
         source: StatsError,
@@ -562,6 +568,21 @@ impl Runtime {
             return Err(LifecycleError::NotRunning(id.to_string()));
         }
         read_stats(&config.cgroups_path).map_err(|source| LifecycleError::Stats {
+            id: id.to_string(),
+            source,
+        })
+    }
+
+    /// The host pids of the container's processes (exec'd ones included), ascending,
+    /// from its cgroup: what `docker top` lists. A paused container has processes too.
+    pub fn processes(&self, id: &str) -> Result<Vec<i32>, LifecycleError> {
+        validate_id(id)?;
+        let config = load_monitor_config(id, &self.container_dir(id))
+            .map_err(|_| LifecycleError::NotFound(id.to_string()))?;
+        if self.connect(id)?.is_none() {
+            return Err(LifecycleError::NotRunning(id.to_string()));
+        }
+        read_processes(&config.cgroups_path).map_err(|source| LifecycleError::Processes {
             id: id.to_string(),
             source,
         })

@@ -151,6 +151,15 @@ pub fn read_oom_kills(cgroups_path: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// The processes (thread group ids) in the container's cgroup, ascending: what
+/// `docker top` lists. Read from the pids controller on v1, where every process of
+/// the container is accounted.
+pub fn read_processes(cgroups_path: &str) -> Result<Vec<i32>, StatsError> {
+    let root = Path::new(CGROUP_ROOT);
+    let dirs = CgroupDirs::for_container(root, host_cgroup_version(root)?, cgroups_path)?;
+    dirs.reader().processes()
+}
+
 /// Docker's CPU percentage between two readings: the container's share of all
 /// the host's CPU time, scaled so that one busy core is 100% (moby's
 /// `calculateCPUPercentUnix`). 0 when either delta is not positive.
@@ -411,6 +420,12 @@ impl CgroupReader<'_> {
         Ok((current, limit))
     }
 
+    fn processes(&self) -> Result<Vec<i32>, StatsError> {
+        let path = self.dirs.pids.join("cgroup.procs");
+        let text = self.read(&path)?;
+        parse_pid_list(&text).map_err(|detail| self.parse_error(&path, &detail))
+    }
+
     /// A limit file: `max` (v2 memory, pids) or v1's huge "no limit" value is
     /// `None`.
     fn limit(&self, path: &Path) -> Result<Option<u64>, StatsError> {
@@ -503,6 +518,21 @@ impl CgroupReader<'_> {
 fn parse_u64(text: &str) -> Result<u64, String> {
     text.parse()
         .map_err(|_| format!("expected a non-negative integer, found {text:?}"))
+}
+
+/// `cgroup.procs`: one pid a line, sorted and without repeats (the kernel lists
+/// them in no particular order and may repeat one).
+fn parse_pid_list(text: &str) -> Result<Vec<i32>, String> {
+    let mut pids = text
+        .split_whitespace()
+        .map(|word| {
+            word.parse::<i32>()
+                .map_err(|_| format!("expected a process id, found {word:?}"))
+        })
+        .collect::<Result<Vec<i32>, String>>()?;
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(pids)
 }
 
 /// The value of the `key value` line of a flat-keyed cgroup file
@@ -943,6 +973,24 @@ mod tests {
         fs::remove_file(&fake.host.meminfo).unwrap();
         let err = fake.read(CgroupSetup::Legacy).unwrap_err();
         assert!(matches!(err, StatsError::ReadHostFile { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn process_lists_are_sorted_and_checked() {
+        assert_eq!(parse_pid_list("42\n7\n42\n").unwrap(), vec![7, 42]);
+        assert_eq!(parse_pid_list("").unwrap(), Vec::<i32>::new());
+        assert!(parse_pid_list("7\nx\n").unwrap_err().contains("\"x\""));
+    }
+
+    #[test]
+    fn processes_are_read_from_the_pids_controller() {
+        let fake = Fake::v1();
+        fake.controller_files("pids", &[("cgroup.procs", "12\n3\n")]);
+        let v1 = CgroupDirs::for_container(&fake.root, CgroupVersion::V1, CONTAINER).unwrap();
+        assert_eq!(v1.reader().processes().unwrap(), vec![3, 12]);
+        let fake = Fake::v2();
+        let v2 = CgroupDirs::for_container(&fake.root, CgroupVersion::V2, CONTAINER).unwrap();
+        assert_eq!(v2.reader().processes().unwrap(), vec![4242]);
     }
 
     #[test]

@@ -15,7 +15,7 @@ mod injected;
 pub mod ports;
 pub mod record;
 pub mod resources;
-mod signal;
+pub mod signal;
 
 use std::cell::RefCell;
 use std::fs;
