@@ -81,7 +81,7 @@ fn main() {
         println!("up_down: skipped, cannot create a network namespace: {err}");
         return;
     }
-    let tests: [(&str, TestFn); 14] = [
+    let tests: [(&str, TestFn); 15] = [
         (
             "up_converges_scales_stops_and_down_leaves_nothing",
             detached_lifecycle,
@@ -123,6 +123,7 @@ fn main() {
             "a_host_network_project_gets_dockers_open_files_limit",
             open_files_limit,
         ),
+        ("create_then_start_from_another_command", create_then_start),
     ];
     let mut failed = false;
     for (name, test) in tests {
@@ -927,6 +928,62 @@ fn image_defaults_applied(root: &Path, dir: &Path) -> Result<(), String> {
         return Err(format!("no \"caught USR1\" in the logs:\n{logs}"));
     }
     Ok(())
+}
+
+const CREATED: &str = r#"
+services:
+  app:
+    image: busybox
+    command: ["sh", "-c", "echo started once; exec sleep 300"]
+"#;
+
+/// `create` makes containers that outlive the command (Docker's "Created", no process);
+/// `start`, another process, runs them; `up` then finds them running.
+fn create_then_start(root: &Path, dir: &Path) -> Result<(), String> {
+    let project = "created";
+    fs::write(dir.join("compose.yaml"), CREATED).map_err(|e| e.to_string())?;
+    let result = (|| -> Result<(), String> {
+        let run = |args: &[&str]| -> Result<Output, String> {
+            let output = rcompose(root, dir, project, args)?;
+            if output.status.success() {
+                Ok(output)
+            } else {
+                Err(format!(
+                    "{args:?}: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                ))
+            }
+        };
+        run(&["create"])?;
+        check_eq(
+            &states_of(root, project)?,
+            &vec![("created-app-1".to_string(), ContainerState::Created)],
+            "containers after create",
+        )?;
+        run(&["start"])?;
+        check_eq(
+            &states_of(root, project)?,
+            &vec![("created-app-1".to_string(), ContainerState::Running)],
+            "containers after start",
+        )?;
+        let up = String::from_utf8_lossy(&run(&["up", "-d"])?.stderr).into_owned();
+        has_line(&up, " Container created-app-1  Running")?;
+        let logs =
+            String::from_utf8_lossy(&run(&["logs", "--no-color", "--no-log-prefix"])?.stdout)
+                .into_owned();
+        check_eq(
+            &logs.as_str(),
+            &"started once\n",
+            "logs after create, start and up",
+        )
+    })();
+    let down = rcompose(root, dir, project, &["down", "-t", "1"])?;
+    result?;
+    if down.status.success() {
+        Ok(())
+    } else {
+        Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)))
+    }
 }
 
 const NO_NETWORK: &str = r#"

@@ -429,7 +429,7 @@ impl Monitor {
         }
     }
 
-    /// The caller went away before starting the container: it was removed.
+    /// The caller went away before starting the container (see `helper_hung_up`).
     fn abandoned(&self) -> bool {
         self.helper_alive.is_none() && self.started_at.is_none() && self.exit.is_some()
     }
@@ -449,26 +449,40 @@ impl Monitor {
         Ok(())
     }
 
-    /// The helper exited. A container never started would wait for its start
-    /// forever, holding its cgroups: remove it with everything it has.
+    /// The helper exited before the container was started. Its process would wait
+    /// for the start forever, holding its cgroups: it goes. A container that logs
+    /// stays as created, with no process (as Docker's created containers are:
+    /// `rcompose create`, then `start` from another command makes a new monitor); one
+    /// whose output went to its creator's descriptors can never start: it is removed.
     fn helper_hung_up(&mut self) {
         self.helper_alive = None;
         if self.started_at.is_some() || self.exit.is_some() {
             return;
         }
+        let keep = !matches!(self.config.output, Output::Direct);
         eprintln!(
-            "monitor {}: its creator went away before starting it; removing it",
-            self.config.id
+            "monitor {}: its creator went away before starting it; {}",
+            self.config.id,
+            if keep {
+                "it stays created, without a process"
+            } else {
+                "removing it"
+            }
         );
         let _ = self.container.delete(true);
         if let Some(pidfd) = self.init_pidfd.take() {
             let _ = wait_pidfd(&pidfd);
         }
+        // Ends `serve` without an exit record: never started, it has no exit.
         self.exit = Some(ExitStatus {
             code: 137,
             oom_kills: 0,
         });
         let _ = fs::remove_file(SOCKET);
+        if keep {
+            // Its filesystem stays as a stopped container's does.
+            return;
+        }
         let dir = self.config.container_dir.clone();
         if let Err(err) = super::rootfs::teardown(&dir) {
             eprintln!("monitor {}: {err}", self.config.id);
