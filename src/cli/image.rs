@@ -18,6 +18,7 @@ use rcompose_runtime::image::{archive, import};
 
 use super::{GlobalOptions, Progress};
 use crate::ui;
+use crate::ui::size::{human_size, image_size};
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -269,7 +270,7 @@ fn list(store: &Store, quiet: bool, format: ListFormat) -> anyhow::Result<u8> {
 fn rows_of(image: &ImageSummary) -> Vec<[String; 5]> {
     let id = image.id.short().to_string();
     let created = image.created.as_deref().map(ago).unwrap_or_default();
-    let size = human_size(image.size);
+    let size = image_size(image.size);
     if image.tags.is_empty() {
         return vec![["<none>".into(), "<none>".into(), id, created, size]];
     }
@@ -573,26 +574,6 @@ fn bytes_style() -> indicatif::ProgressStyle {
     .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
 }
 
-/// Sizes as Docker prints them: decimal units, three significant digits.
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{value:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + UNITS[unit]
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -644,12 +625,5 @@ mod tests {
         assert_eq!(familiar_repository(&hub), "library/busybox");
         let local = Reference::parse("localhost:5000/app:1").expect("reference");
         assert_eq!(familiar_repository(&local), "localhost:5000/app");
-    }
-
-    #[test]
-    fn sizes_read_like_docker() {
-        assert_eq!(super::human_size(512), "512B");
-        assert_eq!(super::human_size(4_261_000), "4.261MB");
-        assert_eq!(super::human_size(1_500_000_000), "1.5GB");
     }
 }

@@ -15,6 +15,7 @@ use super::ps::{human_duration, open_engine, ProjectScope};
 use super::GlobalOptions;
 use crate::backend::native::NativeEngine;
 use crate::ui;
+use crate::ui::size::image_size;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ImagesArgs {
@@ -169,7 +170,7 @@ fn table(rows: &[ImageRow], now: SystemTime) -> String {
                 row.tag.clone(),
                 row.platform.clone(),
                 hex.chars().take(12).collect(),
-                human_size(row.size),
+                image_size(row.size),
                 created_ago(row.created.as_deref(), now),
             ]
         })
@@ -222,48 +223,6 @@ fn created_ago(created: Option<&str>, now: SystemTime) -> String {
     )
 }
 
-/// Docker's sizes (go-units `HumanSizeWithPrecision(size, 3)`): decimal units, three
-/// significant digits, as Go's `%.3g` writes them ("4.26MB", "512B", "1e+03kB").
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{}{}", three_significant_digits(value), UNITS[unit])
-}
-
-/// Go's `%.3g` for a value from 0 to 1000.
-fn three_significant_digits(value: f64) -> String {
-    if value == 0.0 {
-        return "0".to_owned();
-    }
-    // The exponent after rounding: 999.9 rounds to 1e+03.
-    let rounded: f64 = format!("{value:.2e}").parse().unwrap_or(value);
-    let exponent = rounded.abs().log10().floor() as i32;
-    if !(-4..3).contains(&exponent) {
-        let mantissa = format!("{:.2}", rounded / 10f64.powi(exponent));
-        let mantissa = trim_fraction(&mantissa);
-        return format!(
-            "{mantissa}e{}{:02}",
-            if exponent < 0 { '-' } else { '+' },
-            exponent.abs()
-        );
-    }
-    let decimals = usize::try_from(2 - exponent).unwrap_or(0);
-    trim_fraction(&format!("{rounded:.decimals$}")).to_owned()
-}
-
-fn trim_fraction(number: &str) -> &str {
-    if number.contains('.') {
-        number.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        number
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -280,18 +239,6 @@ mod tests {
             size: 4_261_000,
             created: Some("2024-01-01T12:00:00Z".into()),
         }
-    }
-
-    #[test]
-    fn sizes_have_three_significant_digits_as_docker_prints_them() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(512), "512B");
-        assert_eq!(human_size(4_261_000), "4.26MB");
-        assert_eq!(human_size(1_500_000_000), "1.5GB");
-        assert_eq!(human_size(12_345), "12.3kB");
-        assert_eq!(human_size(123_456_789), "123MB");
-        assert_eq!(human_size(2_000_000), "2MB");
-        assert_eq!(human_size(999_900), "1e+03kB");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::common::{
 use super::{GlobalOptions, EXIT_FAILURE};
 use crate::project::loader::{self, LoadSettings};
 use crate::ui;
+use crate::ui::size::human_size;
 
 /// Compose's project label: `ls -p NAME` and `rcompose volumes` select on it.
 const PROJECT_LABEL: &str = "com.docker.compose.project";
@@ -297,47 +298,14 @@ fn prune(store: &VolumeStore, all: bool, force: bool, filters: &[String]) -> any
     }
     println!(
         "Total reclaimed space: {}",
-        docker_human_size(report.reclaimed_bytes)
+        human_size(report.reclaimed_bytes)
     );
     Ok(0)
-}
-
-/// Docker's `units.HumanSize`: decimal units, four significant digits, no trailing zeros.
-fn docker_human_size(bytes: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
-    }
-    let digits_before_point = if value < 1.0 {
-        1
-    } else {
-        value.log10().floor() as usize + 1
-    };
-    let decimals = 4usize.saturating_sub(digits_before_point);
-    let text = format!("{value:.decimals$}");
-    let text = if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    };
-    format!("{text}{}", UNITS.get(unit).copied().unwrap_or("B"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_like_docker_prune() {
-        assert_eq!(docker_human_size(0), "0B");
-        assert_eq!(docker_human_size(12), "12B");
-        assert_eq!(docker_human_size(1234), "1.234kB");
-        assert_eq!(docker_human_size(1_500_000), "1.5MB");
-        assert_eq!(docker_human_size(123_456_789), "123.5MB");
-    }
 
     #[test]
     fn list_filters_parse_like_docker() {

@@ -448,6 +448,10 @@ pub enum ProbeError {
     /// The container is no longer running: the health loop ends.
     #[error("the container is not running")]
     ContainerGone,
+    /// The container is paused: no probe until it runs again, and nothing recorded
+    /// (the engine stops its health monitor while a container is paused).
+    #[error("the container is paused")]
+    Paused,
     /// The probe could not be run (exec failed); recorded as a failure, as the engine
     /// does.
     #[error("{0}")]
@@ -548,8 +552,15 @@ pub async fn run_health_loop<P, C, F>(
         let now = clock.now();
         let due = monitor.next_probe_at(now);
         tokio::time::sleep(due.duration_since(now).unwrap_or_default()).await;
-        let Some(result) = probe_once(prober, &argv, monitor.spec().timeout, clock).await else {
-            return;
+        let result = match probe_once(prober, &argv, monitor.spec().timeout, clock).await {
+            Probed::Result(result) => result,
+            Probed::Paused => {
+                // Looked at again one interval later, as a resumed container's health
+                // monitor starts over.
+                tokio::time::sleep(monitor.spec().interval).await;
+                continue;
+            }
+            Probed::Gone => return,
         };
         let previous = monitor.status();
         monitor.record(result);
@@ -560,23 +571,33 @@ pub async fn run_health_loop<P, C, F>(
     }
 }
 
-/// One probe, timed on `clock`; `None` when the container is gone.
+/// What one probe gave.
+enum Probed {
+    Result(ProbeResult),
+    /// Not probed: the container is paused.
+    Paused,
+    /// The container is gone: the loop ends.
+    Gone,
+}
+
+/// One probe, timed on `clock`.
 async fn probe_once<P: Prober, C: Clock>(
     prober: &P,
     argv: &[String],
     timeout: Duration,
     clock: &C,
-) -> Option<ProbeResult> {
+) -> Probed {
     let started = clock.now();
     // The prober enforces the timeout; this bound catches an exec that never starts.
     let ceiling = timeout.saturating_add(EXEC_START_GRACE);
     let (outcome, output) = match tokio::time::timeout(ceiling, prober.probe(argv, timeout)).await {
         Ok(Ok(out)) => (out.outcome, out.output),
-        Ok(Err(ProbeError::ContainerGone)) => return None,
+        Ok(Err(ProbeError::ContainerGone)) => return Probed::Gone,
+        Ok(Err(ProbeError::Paused)) => return Probed::Paused,
         Ok(Err(ProbeError::Failed(why))) => (ProbeOutcome::Exited(-1), why),
         Err(_) => (ProbeOutcome::TimedOut, String::new()),
     };
-    Some(ProbeResult {
+    Probed::Result(ProbeResult {
         outcome,
         output,
         started,
@@ -965,6 +986,7 @@ mod tests {
         Exit { code: i64, takes: u64 },
         Hang,
         Fail(&'static str),
+        Paused,
     }
 
     /// Answers from a script, noting when (seconds since the test began) and how it was
@@ -1013,6 +1035,7 @@ mod tests {
                     }
                     Some(Step::Hang) => std::future::pending().await,
                     Some(Step::Fail(why)) => Err(ProbeError::Failed(why.to_owned())),
+                    Some(Step::Paused) => Err(ProbeError::Paused),
                 }
             }
         }
@@ -1069,6 +1092,25 @@ mod tests {
         assert_eq!(entry.output, "Health check exceeded timeout (1s)");
         assert_eq!(entry.end, t(41.0));
         assert_eq!(monitor.status(), HealthStatus::Unhealthy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_container_is_not_probed_and_nothing_is_recorded() {
+        let s = spec("test: [CMD, 'true']\ninterval: 10s\nretries: 1\n");
+        let clock = TokioClock::anchored_at(t(0.0));
+        let mut monitor = HealthMonitor::new(s, t(0.0));
+        let prober = ScriptedProber::new(vec![
+            Step::Paused,
+            Step::Paused,
+            Step::Exit { code: 0, takes: 0 },
+        ]);
+        let mut updates = 0;
+        run_health_loop(&prober, &mut monitor, &clock, |_| updates += 1).await;
+        // Looked at every interval while paused; only the probe after the resume counts.
+        assert_eq!(prober.call_times(), [10, 20, 30, 40]);
+        assert_eq!(updates, 1);
+        assert_eq!(monitor.state().log.len(), 1);
+        assert_eq!(monitor.status(), HealthStatus::Healthy);
     }
 
     #[tokio::test(start_paused = true)]

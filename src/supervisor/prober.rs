@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use rcompose_runtime::container::lifecycle::{ExecOptions, LifecycleError, Runtime};
+use rcompose_runtime::container::status::State;
 
 use crate::orchestrator::health::{
     ProbeError, ProbeOutcome, ProbeOutput, Prober, MAX_OUTPUT_BYTES,
@@ -21,6 +22,13 @@ pub(super) struct ExecProber {
 impl Prober for ExecProber {
     async fn probe(&self, argv: &[String], timeout: Duration) -> Result<ProbeOutput, ProbeError> {
         let runtime = Runtime::new(&self.program, &self.root);
+        // A frozen container would hold the probe until its timeout and be marked
+        // unhealthy for being paused.
+        match runtime.state(&self.container) {
+            Ok(state) if state.state == State::Paused => return Err(ProbeError::Paused),
+            Err(LifecycleError::NotFound(_)) => return Err(ProbeError::ContainerGone),
+            _ => {}
+        }
         let (read, write) = rustix::pipe::pipe().map_err(|e| ProbeError::Failed(e.to_string()))?;
         let stderr = write
             .try_clone()

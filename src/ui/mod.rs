@@ -2,5 +2,6 @@
 
 pub mod logs;
 pub mod progress;
+pub mod size;
 pub mod table;
 pub mod yaml;
