@@ -109,6 +109,13 @@ fn main() {
             }
         }
     }
+    match terminal(&root, &work.path().join("terminal")) {
+        Ok(()) => println!("test a_terminal_gives_the_container_its_own_tty ... ok"),
+        Err(err) => {
+            println!("test a_terminal_gives_the_container_its_own_tty ... FAILED: {err}");
+            failed = true;
+        }
+    }
     match ctrl_c(&root, &work.path().join("ctrl_c")) {
         Ok(()) => println!("test ctrl_c_is_forwarded_to_the_container ... ok"),
         Err(err) => {
@@ -568,4 +575,123 @@ fn ctrl_c(root: &Path, dir: &Path) -> Result<(), String> {
         check_eq(&status.code(), &Some(5), "exit code after Ctrl-C")?;
         check_eq(&containers(root, project)?, &Vec::new(), "after run --rm")
     })
+}
+
+/// On a terminal (a pseudo-terminal here, 33 rows by 101 columns), the one-off gets a
+/// terminal of its own, as `docker compose run` gives one: `tty` names it, it has our
+/// size, Ctrl-C typed goes through it to the foreground command (the shell lives on),
+/// and the exit code is the shell's.
+fn terminal(root: &Path, dir: &Path) -> Result<(), String> {
+    use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
+    use std::os::fd::OwnedFd;
+    use std::sync::{Arc, Mutex};
+
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    fs::write(dir.join("compose.yaml"), APP).map_err(|e| e.to_string())?;
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
+        .map_err(|e| format!("openpt: {e}"))?;
+    grantpt(&master)
+        .and_then(|()| unlockpt(&master))
+        .map_err(|e| e.to_string())?;
+    let name = ptsname(&master, Vec::new()).map_err(|e| e.to_string())?;
+    // Without CLOEXEC on purpose: rcompose inherits it as a stray descriptor, as from
+    // a careless parent, and must not hand it to the daemons it starts (the terminal
+    // would never see its end).
+    let slave: OwnedFd = rustix::fs::open(
+        name.as_c_str(),
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| format!("opening the terminal: {e}"))?;
+    let size = rustix::termios::Winsize {
+        ws_row: 33,
+        ws_col: 101,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    rustix::termios::tcsetwinsize(&master, size).map_err(|e| e.to_string())?;
+    let clone = |fd: &OwnedFd| fd.try_clone().map(Stdio::from).map_err(|e| e.to_string());
+    let mut child = command(root, dir, "tty", &["run", "--rm", "app", "sh"])
+        .stdin(clone(&slave)?)
+        .stdout(clone(&slave)?)
+        .stderr(clone(&slave)?)
+        .spawn()
+        .map_err(|e| format!("running rcompose run: {e}"))?;
+    drop(slave);
+    let output = Arc::new(Mutex::new(Vec::new()));
+    let (closed_tx, closed) = std::sync::mpsc::channel();
+    {
+        let output = output.clone();
+        let mut from = fs::File::from(master.try_clone().map_err(|e| e.to_string())?);
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            // EIO once every holder of the terminal's other side is gone.
+            while let Ok(n) = std::io::Read::read(&mut from, &mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                output
+                    .lock()
+                    .map(|mut o| o.extend_from_slice(&buffer[..n]))
+                    .ok();
+            }
+            let _ = closed_tx.send(());
+        });
+    }
+    let mut to = fs::File::from(master);
+    let seen = || {
+        String::from_utf8_lossy(&output.lock().map(|o| o.clone()).unwrap_or_default()).into_owned()
+    };
+    let wait_for = |pattern: &str| -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !seen().contains(pattern) {
+            if Instant::now() > deadline {
+                return Err(format!("no {pattern:?} on the terminal:\n{}", seen()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(())
+    };
+    let steps = (|| -> Result<(), String> {
+        let mut type_in = |text: &[u8]| to.write_all(text).map_err(|e| e.to_string());
+        type_in(b"tty; stty size; echo marker-$((40+2))\n")?;
+        wait_for("marker-42")?;
+        let text = seen();
+        if !text.contains("/dev/pts/0") || !text.contains("33 101") {
+            return Err(format!("tty and size in the container:\n{text}"));
+        }
+        type_in(b"sleep 30; echo sleep-$((1+1))-ended\n")?;
+        std::thread::sleep(Duration::from_millis(500));
+        type_in(b"\x03")?;
+        type_in(b"echo alive-$((2+2)); exit 5\n")?;
+        wait_for("alive-4")?;
+        if seen().contains("sleep-2-ended") {
+            return Err(format!("Ctrl-C did not interrupt the sleep:\n{}", seen()));
+        }
+        Ok(())
+    })();
+    let status = wait_child(&mut child, Duration::from_secs(30));
+    let released = closed.recv_timeout(Duration::from_secs(10));
+    steps?;
+    check_eq(&status?, &Some(5), "exit code of run on a terminal")?;
+    released.map_err(|_| {
+        "the terminal is still held open after rcompose exited (by a process it started)"
+            .to_string()
+    })
+}
+
+/// The child's exit code, killing it when it outlives `limit`.
+fn wait_child(child: &mut std::process::Child, limit: Duration) -> Result<Option<i32>, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return Ok(status.code());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("rcompose run still running after {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

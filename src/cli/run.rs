@@ -10,10 +10,11 @@
 //!
 //! Attached, the container's stdout and stderr are this process's own descriptors
 //! (nothing is copied, nothing is prefixed) and its stdin ours when `-i` (the
-//! default). On a terminal it gets a pseudo-terminal of ours, relayed as `exec`
-//! relays one; its process does not own it as controlling terminal, so Ctrl-C stays a
-//! signal to us, which forwards it, as Compose forwards every signal to the container.
-//! A second Ctrl-C kills the container. The exit code is the container's.
+//! default); signals we get are forwarded to it, as Compose forwards them, and a
+//! second Ctrl-C kills it. On a terminal it gets a terminal of its own, as with
+//! `docker run -it`: its controlling terminal inside the container, relayed to ours
+//! (in raw mode, so Ctrl-C reaches its foreground process through its terminal). The
+//! exit code is the container's.
 
 use std::io::{self, IsTerminal};
 use std::os::fd::{AsFd, OwnedFd};
@@ -24,7 +25,6 @@ use anyhow::{bail, Context};
 use indexmap::IndexMap;
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::unistd::Pid;
-use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 
 use super::exec::{environment, exit_code, own_stream, relay_pty, terminal_size};
 use super::pull::{pull_before_up, PullFlag, UpPull};
@@ -214,7 +214,7 @@ pub fn run(global: &GlobalOptions, args: &RunArgs) -> anyhow::Result<u8> {
         &slug,
     )
     .build();
-    let (streams, terminal) = streams_for(attachment, args.use_aliases)?;
+    let streams = streams_for(attachment, args.use_aliases)?;
     let created = context
         .engine
         .with_engine(|engine| {
@@ -227,6 +227,11 @@ pub fn run(global: &GlobalOptions, args: &RunArgs) -> anyhow::Result<u8> {
         eprintln!("WARN[0000] {warning}");
     }
     let id = created.id;
+    let terminal = if attachment == Attachment::Terminal {
+        Some(take_terminal(&context, &id)?)
+    } else {
+        None
+    };
     // The supervisor serves the project's DNS to it from its first query.
     converge::after_converge(&context.root, &context.project)?;
     context
@@ -279,8 +284,8 @@ fn oneoff_service(
         deploy.restart_policy = None;
         deploy.replicas = None;
     }
-    // Our own terminal stands in for one (see the module's comment).
-    oneoff.tty = false;
+    // A terminal of its own exactly when ours is relayed to it.
+    oneoff.tty = attachment == Attachment::Terminal;
     oneoff.stdin_open = attachment != Attachment::Detached && args.interactive;
     if attachment == Attachment::Terminal && !oneoff.environment.contains_key("TERM") {
         oneoff
@@ -444,16 +449,12 @@ fn await_conditions(
     Ok(())
 }
 
-/// The streams to create the container with, and our side of its terminal.
-fn streams_for(
-    attachment: Attachment,
-    use_aliases: bool,
-) -> anyhow::Result<(ContainerStreams, Option<OwnedFd>)> {
+/// The streams to create the container with.
+fn streams_for(attachment: Attachment, use_aliases: bool) -> anyhow::Result<ContainerStreams> {
     let mut streams = ContainerStreams {
         network_aliases: use_aliases,
         ..ContainerStreams::default()
     };
-    let mut master = None;
     match attachment {
         Attachment::Detached => {}
         Attachment::Pipes { stdin } => {
@@ -465,29 +466,17 @@ fn streams_for(
                 own_stream(io::stderr().as_fd())?,
             ));
         }
-        Attachment::Terminal => {
-            let (ours, theirs) = new_terminal()?;
-            streams.stdin = Some(theirs.try_clone()?);
-            streams.direct = Some((theirs.try_clone()?, theirs));
-            master = Some(ours);
-        }
+        Attachment::Terminal => streams.terminal = true,
     }
-    Ok((streams, master))
+    Ok(streams)
 }
 
-/// A pseudo-terminal the size of ours: (master, slave).
-fn new_terminal() -> anyhow::Result<(OwnedFd, OwnedFd)> {
-    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
-        .context("opening a pseudo-terminal")?;
-    grantpt(&master).context("granting the pseudo-terminal")?;
-    unlockpt(&master).context("unlocking the pseudo-terminal")?;
-    let path = ptsname(&master, Vec::new()).context("naming the pseudo-terminal")?;
-    let slave = rustix::fs::open(
-        path.as_c_str(),
-        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .context("opening the pseudo-terminal's slave side")?;
+/// The master side of the created container's terminal, sized as ours.
+fn take_terminal(context: &ProjectContext, id: &str) -> anyhow::Result<OwnedFd> {
+    let master = context
+        .engine
+        .with_engine(|engine| engine.runtime().terminal(id))
+        .with_context(|| format!("container {id}: taking its terminal"))?;
     if let Some((rows, cols)) = terminal_size() {
         let size = rustix::termios::Winsize {
             ws_row: u16::try_from(rows).unwrap_or(u16::MAX),
@@ -495,9 +484,9 @@ fn new_terminal() -> anyhow::Result<(OwnedFd, OwnedFd)> {
             ws_xpixel: 0,
             ws_ypixel: 0,
         };
-        let _ = rustix::termios::tcsetwinsize(&slave, size);
+        let _ = rustix::termios::tcsetwinsize(&master, size);
     }
-    Ok((master, slave))
+    Ok(master)
 }
 
 fn interrupt_signals() -> SigSet {
@@ -515,7 +504,8 @@ fn attached(context: &ProjectContext, id: &str, terminal: Option<OwnedFd>) -> an
     let done = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let forwarder = scope.spawn(|| forward_signals(context, id, &done));
-        let relayed = terminal.map(|master| relay_pty(master, true));
+        // Raw: Ctrl-C and the like go through the container's own terminal.
+        let relayed = terminal.map(|master| relay_pty(master, false));
         let code = context
             .engine
             .wait_exit(id)

@@ -118,6 +118,11 @@ pub fn maybe_run() {
         Some(&nix::sys::signal::SigSet::empty()),
         None,
     );
+    // A descriptor its starter leaked (a terminal, a CI runner's pipe) would be held
+    // for the project's whole life, and whoever waits for its end would wait that long.
+    if let Err(err) = rcompose_runtime::container::close_descriptors_except(&[]) {
+        eprintln!("rcompose supervisor of {project}: closing inherited descriptors: {err}");
+    }
     let code = match server::run(Path::new(root), &project) {
         Ok(()) => 0,
         Err(err) => {

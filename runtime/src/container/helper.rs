@@ -224,6 +224,12 @@ pub fn maybe_run() {
     if let Err(err) = super::process::unblock_all_signals() {
         eprintln!("rcompose container helper: {err}");
     }
+    // Descriptors its caller leaked to it (a terminal, a CI runner's pipe) would stay
+    // open in every monitor for as long as its container runs, and whoever waits for
+    // their end would wait that long. It needs only 0 (its socket), 1 and 2.
+    if let Err(err) = close_descriptors_except(&[]) {
+        eprintln!("rcompose container helper: closing inherited descriptors: {err}");
+    }
     let code = match run_helper() {
         Ok(()) => 0,
         Err(err) => {
@@ -557,7 +563,7 @@ fn split_stdio(
     let stdin = fds.next().ok_or_else(wrong)?;
     let direct = match output {
         Output::Direct => Some([fds.next().ok_or_else(wrong)?, fds.next().ok_or_else(wrong)?]),
-        Output::Log { .. } => None,
+        Output::Log { .. } | Output::Terminal => None,
     };
     if fds.next().is_some() {
         return Err(wrong());

@@ -134,6 +134,10 @@ pub enum ContainerOutput {
         stdout: Option<OwnedFd>,
         stderr: Option<OwnedFd>,
     },
+    /// For a container with `tty`: the caller takes its terminal with
+    /// [`Runtime::terminal`] before starting it and relays it (`docker run -it`);
+    /// nothing is logged, and it cannot be restarted.
+    Terminal,
 }
 
 impl Default for ContainerOutput {
@@ -368,6 +372,7 @@ impl Runtime {
                 Output::Direct,
                 Some([or_dev_null(stdout, true)?, or_dev_null(stderr, true)?]),
             ),
+            ContainerOutput::Terminal => (Output::Terminal, None),
         };
         let config = MonitorConfig {
             id: id.to_string(),
@@ -446,6 +451,27 @@ impl Runtime {
         self.expect_done(id, &MonitorRequest::Start)
     }
 
+    /// The pty master of a container created with [`ContainerOutput::Terminal`]: read
+    /// its output and write its input there. Take it before `start`, or the first
+    /// output waits for a reader.
+    pub fn terminal(&self, id: &str) -> Result<OwnedFd, LifecycleError> {
+        validate_id(id)?;
+        let Some(connection) = self.connect(id)? else {
+            return Err(LifecycleError::NotRunning(id.to_string()));
+        };
+        wire::send_message(connection.as_fd(), &MonitorRequest::Terminal, &[])
+            .map_err(|e| monitor_error(id, WireError::Io(e)))?;
+        match wire::recv_message::<MonitorReply>(connection.as_fd()) {
+            Ok(Some((MonitorReply::Done, mut fds))) => fds
+                .pop()
+                .ok_or_else(|| unexpected_monitor_reply(id, &MonitorReply::Done)),
+            Ok(Some((MonitorReply::Error { message }, _))) => Err(LifecycleError::Refused(message)),
+            Ok(Some((other, _))) => Err(unexpected_monitor_reply(id, &other)),
+            Ok(None) => Err(LifecycleError::NotRunning(id.to_string())),
+            Err(e) => Err(monitor_error(id, e)),
+        }
+    }
+
     /// A new process for a stopped container.
     fn recreate(&self, id: &str) -> Result<(), LifecycleError> {
         let container_dir = self.container_dir(id);
@@ -453,7 +479,7 @@ impl Runtime {
             return Err(LifecycleError::NotFound(id.to_string()));
         }
         let config = load_monitor_config(id, &container_dir)?;
-        if config.output == Output::Direct {
+        if !matches!(config.output, Output::Log { .. }) {
             return Err(LifecycleError::Refused(format!(
                 "start {id}: its output went to its creator's descriptors, which are gone; \
                  only containers that log can be started again"

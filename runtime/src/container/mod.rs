@@ -25,3 +25,5 @@ pub mod stats;
 pub mod status;
 pub mod user;
 mod wire;
+
+pub use process::close_descriptors_except;

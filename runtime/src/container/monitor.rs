@@ -82,6 +82,9 @@ pub enum Output {
     Log { options: LogOptions },
     /// Into two descriptors the caller passed (no tty).
     Direct,
+    /// With a tty: the caller takes the terminal's master side
+    /// ([`MonitorRequest::Terminal`]) and relays it itself; nothing is logged.
+    Terminal,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -103,6 +106,8 @@ pub enum MonitorRequest {
     },
     Pause,
     Resume,
+    /// For [`Output::Terminal`]: the reply (`Done`) carries the pty master.
+    Terminal,
     /// Runs `process` in the container. Without a terminal the request carries the
     /// process's stdin, stdout and stderr; with one, the reply carries the pty
     /// master. A second reply, `Exited`, comes when the process ends.
@@ -230,6 +235,8 @@ struct Monitor {
     execs: Vec<ExecProcess>,
     /// Watched until the container starts; a hang-up before then removes it.
     helper_alive: Option<OwnedFd>,
+    /// The pty master of an [`Output::Terminal`] container.
+    terminal: Option<OwnedFd>,
     kill_deadline: Option<Instant>,
     drain_deadline: Option<Instant>,
     exec_counter: u64,
@@ -257,16 +264,28 @@ impl Monitor {
                 LogWriter::open(log_path(&config.container_dir, &id), *options)
                     .map_err(|e| fail("opening the log", &e))?,
             ),
-            Output::Direct => None,
+            Output::Direct | Output::Terminal => None,
         };
+        if (config.output == Output::Terminal) != config.tty {
+            return Err(format!(
+                "create {id}: a terminal for the caller needs a container with a tty, and only that"
+            ));
+        }
         let built = if config.tty {
             build_with_terminal(&config, stdin)
         } else {
             build_with_pipes(&config, stdin, direct)
         };
-        let (container, outputs) = built.inspect_err(|_| {
+        let (container, mut outputs) = built.inspect_err(|_| {
             let _ = fs::remove_file(SOCKET);
         })?;
+        // The caller reads the terminal: the monitor keeps the master only to hand it
+        // out (and so that the container is not hung up when the caller goes away).
+        let terminal = if config.output == Output::Terminal {
+            outputs.pop().map(|pipe| pipe.fd)
+        } else {
+            None
+        };
         let pid = container.pid().map(|p| p.as_raw()).unwrap_or_default();
         // The init is our child and waits before exec until start, so the pid is valid.
         let init_pidfd = Pid::from_raw(pid)
@@ -291,6 +310,7 @@ impl Monitor {
             log,
             execs: Vec::new(),
             helper_alive: Some(helper_alive),
+            terminal,
             kill_deadline: None,
             drain_deadline: None,
             exec_counter: 0,
@@ -459,7 +479,7 @@ impl Monitor {
         if self.started_at.is_some() || self.exit.is_some() {
             return;
         }
-        let keep = !matches!(self.config.output, Output::Direct);
+        let keep = matches!(self.config.output, Output::Log { .. });
         eprintln!(
             "monitor {}: its creator went away before starting it; {}",
             self.config.id,
@@ -580,6 +600,19 @@ impl Monitor {
             MonitorRequest::Kill { signal, all } => self.kill(signal, all),
             MonitorRequest::Pause => self.pause(),
             MonitorRequest::Resume => self.resume(),
+            MonitorRequest::Terminal => match &self.terminal {
+                Some(master) => {
+                    if let Some(client) = self.clients.get(index) {
+                        let _ =
+                            send_message(client.as_fd(), &MonitorReply::Done, &[master.as_fd()]);
+                    }
+                    return;
+                }
+                None => Err(format!(
+                    "terminal {}: the container has no terminal for its caller",
+                    self.config.id
+                )),
+            },
         };
         let reply = reply.unwrap_or_else(|message| MonitorReply::Error { message });
         if let Some(client) = self.clients.get(index) {

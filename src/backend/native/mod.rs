@@ -223,6 +223,9 @@ pub struct ContainerStreams {
     /// `Some((stdout, stderr))`: straight to these descriptors (an attached `run`),
     /// with no log; `None`: the json-file log.
     pub direct: Option<(OwnedFd, OwnedFd)>,
+    /// The container's own terminal (the service has `tty`), taken by the caller with
+    /// `Runtime::terminal` before the start (`run` on a terminal); no log.
+    pub terminal: bool,
     /// The service name and `aliases` on each network (`run` without `--use-aliases`
     /// has none, so that service names never resolve to a one-off).
     pub network_aliases: bool,
@@ -233,6 +236,7 @@ impl Default for ContainerStreams {
         Self {
             stdin: None,
             direct: None,
+            terminal: false,
             network_aliases: true,
         }
     }
@@ -588,6 +592,7 @@ impl NativeEngine {
             cgroups_path: &record.cgroups_path,
             stdin: streams.stdin,
             output: match streams.direct {
+                _ if streams.terminal => ContainerOutput::Terminal,
                 Some((stdout, stderr)) => ContainerOutput::Direct {
                     stdout: Some(stdout),
                     stderr: Some(stderr),
