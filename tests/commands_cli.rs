@@ -6,10 +6,7 @@
 //! so every `rcompose` started from here inherits it. Its own `main` (`harness = false`).
 
 mod kernel_support;
-use kernel_support::{
-    check_eq, enter_throwaway_netns, import_busybox, is_root, nothing_mounted_under,
-    release_netns_dir,
-};
+use kernel_support::{check_eq, Suite};
 
 use std::fs;
 use std::io::Write;
@@ -47,24 +44,10 @@ type TestFn = fn(&Path, &Path) -> Result<(), String>;
 
 fn main() {
     helper::maybe_run();
-    if !is_root() {
-        println!("commands_cli: skipped, needs root");
+    let Some(suite) = Suite::enter("commands") else {
         return;
-    }
-    let work = tempfile::Builder::new()
-        .prefix("rcompose-commands-test")
-        .tempdir()
-        .unwrap_or_else(|err| panic!("creating a temp dir: {err}"));
-    let root = work.path().join("root");
-    if let Err(reason) = import_busybox(work.path(), &root) {
-        println!("test import_busybox ... FAILED: {reason}");
-        std::process::exit(1);
-    }
-    if let Err(err) = enter_throwaway_netns() {
-        println!("commands_cli: skipped, cannot create a network namespace: {err}");
-        return;
-    }
-    let tests: [(&str, TestFn); 6] = [
+    };
+    let tests: &[(&str, TestFn)] = &[
         ("ls_lists_projects_with_their_states_and_files", ls),
         ("top_shows_each_containers_processes", top),
         ("images_lists_the_containers_images", images),
@@ -72,30 +55,14 @@ fn main() {
         ("kill_sends_the_signal_and_is_a_stop_by_the_user", kill),
         ("rm_removes_stopped_containers_after_asking", rm),
     ];
-    let mut failed = false;
+    let mut all_passed = true;
     for (name, test) in tests {
-        let dir = work.path().join(name);
-        let result = fs::create_dir_all(&dir)
-            .map_err(|e| e.to_string())
-            .and_then(|()| fs::write(dir.join("compose.yaml"), COMPOSE).map_err(|e| e.to_string()))
-            .and_then(|()| run_with_project(&root, &dir, test));
-        match result {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(err) => {
-                println!("test {name} ... FAILED: {err}");
-                failed = true;
-            }
-        }
+        all_passed &= suite.run(name, |root, dir| {
+            fs::write(dir.join("compose.yaml"), COMPOSE).map_err(|e| e.to_string())?;
+            run_with_project(root, dir, *test)
+        });
     }
-    let cleanup = release_netns_dir(&root).and_then(|()| nothing_mounted_under(work.path()));
-    drop(work);
-    if let Err(err) = cleanup {
-        println!("test cleanup ... FAILED: {err}");
-        failed = true;
-    }
-    if failed {
-        std::process::exit(1);
-    }
+    suite.finish(all_passed);
 }
 
 /// `up -d`, the test, then `down -v` whatever happened, and nothing may be left.

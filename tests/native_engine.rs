@@ -12,10 +12,7 @@
 //! own `main` (`harness = false`): the runtime helper is this binary re-executed.
 
 mod kernel_support;
-use kernel_support::{
-    check_eq, enter_throwaway_netns, import_busybox, is_root, nothing_mounted_under,
-    release_netns_dir, run_output,
-};
+use kernel_support::{check_eq, run_output, Suite};
 
 use std::fs;
 use std::io::Read;
@@ -66,35 +63,11 @@ const CONTAINERS: [&str; 3] = ["nativee2e-client-1", "nativee2e-web-1", "nativee
 fn main() {
     helper::maybe_run();
     rcompose::supervisor::maybe_run();
-    if !is_root() {
-        println!("native_engine: skipped, needs root");
+    let Some(suite) = Suite::enter("native") else {
         return;
-    }
-    let work = tempfile::Builder::new()
-        .prefix("rcompose-native-test")
-        .tempdir()
-        .unwrap_or_else(|err| panic!("creating a temp dir: {err}"));
-    let root = work.path().join("root");
-    if let Err(reason) = import_busybox(work.path(), &root) {
-        println!("test import_busybox ... FAILED: {reason}");
-        std::process::exit(1);
-    }
-    if let Err(err) = enter_throwaway_netns() {
-        println!("native_engine: skipped, cannot create a network namespace: {err}");
-        return;
-    }
-    let result = up_and_down(&root);
-    let cleanup = release_netns_dir(&root).and_then(|()| nothing_mounted_under(work.path()));
-    drop(work);
-    match (result, cleanup) {
-        (Ok(()), Ok(())) => println!("test up_and_down_leaves_nothing ... ok"),
-        (result, cleanup) => {
-            for err in [result.err(), cleanup.err()].into_iter().flatten() {
-                println!("test up_and_down_leaves_nothing ... FAILED: {err}");
-            }
-            std::process::exit(1);
-        }
-    }
+    };
+    let passed = suite.run("up_and_down_leaves_nothing", |root, _| up_and_down(root));
+    suite.finish(passed);
 }
 
 fn up_and_down(root: &Path) -> Result<(), String> {

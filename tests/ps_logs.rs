@@ -9,10 +9,7 @@
 //! binary re-executed.
 
 mod kernel_support;
-use kernel_support::{
-    check_eq, enter_throwaway_netns, import_busybox, is_root, nothing_mounted_under,
-    release_netns_dir,
-};
+use kernel_support::{check_eq, Suite};
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -51,51 +48,26 @@ services:
 
 fn main() {
     helper::maybe_run();
-    if !is_root() {
-        println!("ps_logs: skipped, needs root");
+    let Some(suite) = Suite::enter("pslogs") else {
         return;
-    }
-    let work = tempfile::Builder::new()
-        .prefix("rcompose-pslogs-test")
-        .tempdir()
-        .unwrap_or_else(|err| panic!("creating a temp dir: {err}"));
-    let root = work.path().join("root");
-    if let Err(reason) = import_busybox(work.path(), &root) {
-        println!("test import_busybox ... FAILED: {reason}");
-        std::process::exit(1);
-    }
-    if let Err(err) = enter_throwaway_netns() {
-        println!("ps_logs: skipped, cannot create a network namespace: {err}");
-        return;
-    }
-    let compose_file = work.path().join("compose.yaml");
-    if let Err(err) = fs::write(&compose_file, COMPOSE) {
-        panic!("writing {}: {err}", compose_file.display());
-    }
-    let cli = Cli {
-        root: root.clone(),
-        compose_file,
     };
-    let results = with_project(&root, &cli);
-    let cleanup = release_netns_dir(&root).and_then(|()| nothing_mounted_under(work.path()));
-    drop(work);
-    let mut failed = false;
+    let root = suite.root.clone();
+    let mut results = Vec::new();
+    suite.run("project_setup", |_, dir| {
+        let compose_file = dir.join("compose.yaml");
+        fs::write(&compose_file, COMPOSE).map_err(|e| e.to_string())?;
+        let cli = Cli {
+            root: root.clone(),
+            compose_file,
+        };
+        results = with_project(&root, &cli);
+        Ok(())
+    });
+    let mut all_passed = true;
     for (name, result) in results {
-        match result {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(err) => {
-                failed = true;
-                println!("test {name} ... FAILED: {err}");
-            }
-        }
+        all_passed &= suite.run(name, |_, _| result);
     }
-    if let Err(err) = cleanup {
-        failed = true;
-        println!("test cleanup ... FAILED: {err}");
-    }
-    if failed {
-        std::process::exit(1);
-    }
+    suite.finish(all_passed);
 }
 
 type TestResult = (&'static str, Result<(), String>);

@@ -3,10 +3,7 @@
 //! tests/up_down.rs does. Its own `main` (`harness = false`).
 
 mod kernel_support;
-use kernel_support::{
-    check_eq, enter_throwaway_netns, import_busybox, is_root, nothing_mounted_under,
-    release_netns_dir, run_output,
-};
+use kernel_support::{check_eq, run_output, Suite};
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -59,24 +56,10 @@ services:
 
 fn main() {
     helper::maybe_run();
-    if !is_root() {
-        println!("run_cli: skipped, needs root");
+    let Some(suite) = Suite::enter("run") else {
         return;
-    }
-    let work = tempfile::Builder::new()
-        .prefix("rcompose-run-test")
-        .tempdir()
-        .unwrap_or_else(|err| panic!("creating a temp dir: {err}"));
-    let root = work.path().join("root");
-    if let Err(reason) = import_busybox(work.path(), &root) {
-        println!("test import_busybox ... FAILED: {reason}");
-        std::process::exit(1);
-    }
-    if let Err(err) = enter_throwaway_netns() {
-        println!("run_cli: skipped, cannot create a network namespace: {err}");
-        return;
-    }
-    let tests: [(&str, TestFn); 8] = [
+    };
+    let tests: &[(&str, TestFn)] = &[
         (
             "run_returns_the_exit_code_and_rm_leaves_nothing",
             exit_code_and_rm,
@@ -94,44 +77,14 @@ fn main() {
             "unknown_service_is_refused_before_anything",
             unknown_service,
         ),
+        ("a_terminal_gives_the_container_its_own_tty", terminal),
+        ("ctrl_c_is_forwarded_to_the_container", ctrl_c),
     ];
-    let mut failed = false;
+    let mut all_passed = true;
     for (name, test) in tests {
-        let dir = work.path().join(name);
-        let result = fs::create_dir_all(&dir)
-            .map_err(|e| e.to_string())
-            .and_then(|()| test(&root, &dir));
-        match result {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(err) => {
-                println!("test {name} ... FAILED: {err}");
-                failed = true;
-            }
-        }
+        all_passed &= suite.run(name, test);
     }
-    match terminal(&root, &work.path().join("terminal")) {
-        Ok(()) => println!("test a_terminal_gives_the_container_its_own_tty ... ok"),
-        Err(err) => {
-            println!("test a_terminal_gives_the_container_its_own_tty ... FAILED: {err}");
-            failed = true;
-        }
-    }
-    match ctrl_c(&root, &work.path().join("ctrl_c")) {
-        Ok(()) => println!("test ctrl_c_is_forwarded_to_the_container ... ok"),
-        Err(err) => {
-            println!("test ctrl_c_is_forwarded_to_the_container ... FAILED: {err}");
-            failed = true;
-        }
-    }
-    let cleanup = release_netns_dir(&root).and_then(|()| nothing_mounted_under(work.path()));
-    drop(work);
-    if let Err(err) = cleanup {
-        println!("test cleanup ... FAILED: {err}");
-        failed = true;
-    }
-    if failed {
-        std::process::exit(1);
-    }
+    suite.finish(all_passed);
 }
 
 fn command(root: &Path, dir: &Path, project: &str, args: &[&str]) -> Command {

@@ -8,10 +8,7 @@
 //! Service names do not resolve without the supervisor: nothing here depends on DNS.
 
 mod kernel_support;
-use kernel_support::{
-    check_eq, enter_throwaway_netns, import_busybox, is_root, nothing_mounted_under,
-    release_netns_dir, run_output,
-};
+use kernel_support::{check_eq, nothing_mounted_under, run_output, Suite};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -64,24 +61,10 @@ services:
 
 fn main() {
     helper::maybe_run();
-    if !is_root() {
-        println!("up_down: skipped, needs root");
+    let Some(suite) = Suite::enter("updown") else {
         return;
-    }
-    let work = tempfile::Builder::new()
-        .prefix("rcompose-updown-test")
-        .tempdir()
-        .unwrap_or_else(|err| panic!("creating a temp dir: {err}"));
-    let root = work.path().join("root");
-    if let Err(reason) = import_busybox(work.path(), &root) {
-        println!("test import_busybox ... FAILED: {reason}");
-        std::process::exit(1);
-    }
-    if let Err(err) = enter_throwaway_netns() {
-        println!("up_down: skipped, cannot create a network namespace: {err}");
-        return;
-    }
-    let tests: [(&str, TestFn); 15] = [
+    };
+    let tests: &[(&str, TestFn)] = &[
         (
             "up_converges_scales_stops_and_down_leaves_nothing",
             detached_lifecycle,
@@ -125,29 +108,11 @@ fn main() {
         ),
         ("create_then_start_from_another_command", create_then_start),
     ];
-    let mut failed = false;
+    let mut all_passed = true;
     for (name, test) in tests {
-        let dir = work.path().join(name);
-        let result = fs::create_dir_all(&dir)
-            .map_err(|e| e.to_string())
-            .and_then(|()| test(&root, &dir));
-        match result {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(err) => {
-                println!("test {name} ... FAILED: {err}");
-                failed = true;
-            }
-        }
+        all_passed &= suite.run(name, test);
     }
-    let cleanup = release_netns_dir(&root).and_then(|()| nothing_mounted_under(work.path()));
-    drop(work);
-    if let Err(err) = cleanup {
-        println!("test cleanup ... FAILED: {err}");
-        failed = true;
-    }
-    if failed {
-        std::process::exit(1);
-    }
+    suite.finish(all_passed);
 }
 
 /// `rcompose --root ROOT -p PROJECT ARGS...` in `dir`.

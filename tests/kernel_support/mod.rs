@@ -162,3 +162,80 @@ pub fn run_output(command: &mut Command) -> Result<String, String> {
         ))
     }
 }
+
+/// An end-to-end suite as root: a temp dir with a state root holding busybox, the
+/// process in a throwaway network namespace, one directory per test, and at the end
+/// nothing of it may stay mounted.
+pub struct Suite {
+    name: &'static str,
+    work: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl Suite {
+    /// Sets the suite up, or says why it is skipped (not root, no namespaces) and
+    /// gives `None`. Call it first in `main`, after the helpers' `maybe_run`, while
+    /// the process has one thread. A busybox that cannot be fetched fails it.
+    pub fn enter(name: &'static str) -> Option<Suite> {
+        if !is_root() {
+            println!("{name}: skipped, needs root");
+            return None;
+        }
+        let work = tempfile::Builder::new()
+            .prefix(&format!("rcompose-{name}-test"))
+            .tempdir()
+            .unwrap_or_else(|err| panic!("creating a temp dir: {err}"));
+        let root = work.path().join("root");
+        // apt-get needs the host's network: before the namespace.
+        if let Err(reason) = import_busybox(work.path(), &root) {
+            println!("test import_busybox ... FAILED: {reason}");
+            std::process::exit(1);
+        }
+        if let Err(err) = enter_throwaway_netns() {
+            println!("{name}: skipped, cannot create a network namespace: {err}");
+            return None;
+        }
+        Some(Suite { name, work, root })
+    }
+
+    /// Runs one test with the state root and a fresh directory of its own; prints
+    /// its result and tells whether it passed.
+    pub fn run(
+        &self,
+        test_name: &str,
+        test: impl FnOnce(&Path, &Path) -> Result<(), String>,
+    ) -> bool {
+        let dir = self.work.path().join(test_name);
+        let result = fs::create_dir_all(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|()| test(&self.root, &dir));
+        match result {
+            Ok(()) => {
+                println!("test {test_name} ... ok");
+                true
+            }
+            Err(err) => {
+                println!("test {test_name} ... FAILED: {err}");
+                false
+            }
+        }
+    }
+
+    /// Checks that nothing is left mounted, removes the temp dir and exits: 1 when a
+    /// test (or the cleanup) failed.
+    pub fn finish(self, all_passed: bool) -> ! {
+        let cleanup =
+            release_netns_dir(&self.root).and_then(|()| nothing_mounted_under(self.work.path()));
+        let name = self.name;
+        drop(self.work);
+        let mut passed = all_passed;
+        if let Err(err) = cleanup {
+            println!("test cleanup ... FAILED: {err}");
+            passed = false;
+        }
+        if !passed {
+            println!("{name}: FAILED");
+        }
+        std::process::exit(if passed { 0 } else { 1 });
+    }
+}
