@@ -161,6 +161,26 @@ fn run_then_down(
     ))
 }
 
+/// `down -v -t 1` of `project` after a test's steps, whatever they gave: their error
+/// first, else down's.
+fn down_after<T>(
+    root: &Path,
+    dir: &Path,
+    project: &str,
+    steps: Result<T, String>,
+) -> Result<T, String> {
+    let down = rcompose(root, dir, project, &["down", "-v", "-t", "1"])?;
+    let value = steps?;
+    if down.status.success() {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{project}: down: {}",
+            String::from_utf8_lossy(&down.stderr)
+        ))
+    }
+}
+
 /// Runs and insists on success; returns stderr (the progress lines).
 fn ok(root: &Path, dir: &Path, args: &[&str]) -> Result<String, String> {
     let output = rcompose(root, dir, PROJECT, args)?;
@@ -750,12 +770,12 @@ fn anonymous_volumes(root: &Path, project: &str) -> Result<Vec<(String, PathBuf)
 /// empty one and the old one is removed.
 fn renew_anonymous_volumes(root: &Path, dir: &Path) -> Result<(), String> {
     fs::write(dir.join("compose.yaml"), ANONYMOUS).map_err(|e| e.to_string())?;
-    let result = recreate_with_and_without_renew(root, dir);
-    let down = rcompose(root, dir, "anon", &["down", "-v", "-t", "1"])?;
-    result?;
-    if !down.status.success() {
-        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
-    }
+    down_after(
+        root,
+        dir,
+        "anon",
+        recreate_with_and_without_renew(root, dir),
+    )?;
     check_eq(
         &anonymous_volumes(root, "anon")?,
         &Vec::new(),
@@ -832,12 +852,7 @@ fn image_volumes_and_stop_signal(root: &Path, dir: &Path) -> Result<(), String> 
             .args(["--change", "VOLUME /data", "--change", "STOPSIGNAL SIGUSR1"]),
     )?;
     fs::write(dir.join("compose.yaml"), IMAGE_DEFAULTS).map_err(|e| e.to_string())?;
-    let result = image_defaults_applied(root, dir);
-    let down = rcompose(root, dir, "imgdefaults", &["down", "-v", "-t", "1"])?;
-    result?;
-    if !down.status.success() {
-        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
-    }
+    down_after(root, dir, "imgdefaults", image_defaults_applied(root, dir))?;
     check_eq(
         &anonymous_volumes(root, "imgdefaults")?,
         &Vec::new(),
@@ -942,13 +957,7 @@ fn create_then_start(root: &Path, dir: &Path) -> Result<(), String> {
             "logs after create, start and up",
         )
     })();
-    let down = rcompose(root, dir, project, &["down", "-t", "1"])?;
-    result?;
-    if down.status.success() {
-        Ok(())
-    } else {
-        Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)))
-    }
+    down_after(root, dir, project, result)
 }
 
 const NO_NETWORK: &str = r#"
@@ -1008,13 +1017,7 @@ fn open_files_limit(root: &Path, dir: &Path) -> Result<(), String> {
         };
         check_eq(&hard, &want, "open-files limit in the container")
     })();
-    let down = rcompose(root, dir, project, &["down", "-t", "1"])?;
-    result?;
-    if down.status.success() {
-        Ok(())
-    } else {
-        Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)))
-    }
+    down_after(root, dir, project, result)
 }
 
 /// Whether a child of this process may raise its hard open-files limit to `limit`.
@@ -1109,12 +1112,7 @@ fn injected_secrets_and_configs(root: &Path, dir: &Path) -> Result<(), String> {
         }
         Ok(())
     };
-    let result = checks();
-    let down = rcompose(root, dir, project, &["down", "-v", "-t", "1"])?;
-    result?;
-    if !down.status.success() {
-        return Err(format!("down: {}", String::from_utf8_lossy(&down.stderr)));
-    }
+    down_after(root, dir, project, checks())?;
 
     fs::write(dir.join(".env"), "").map_err(|e| e.to_string())?;
     let output = rcompose(root, dir, project, &["up", "-d"])?;
