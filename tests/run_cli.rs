@@ -535,12 +535,16 @@ fn ctrl_c(root: &Path, dir: &Path) -> Result<(), String> {
 /// size, Ctrl-C typed goes through it to the foreground command (the shell lives on),
 /// and the exit code is the shell's.
 fn terminal(root: &Path, dir: &Path) -> Result<(), String> {
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    fs::write(dir.join("compose.yaml"), APP).map_err(|e| e.to_string())?;
+    with_down(root, dir, "tty", || run_on_a_terminal(root, dir))
+}
+
+fn run_on_a_terminal(root: &Path, dir: &Path) -> Result<(), String> {
     use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
     use std::os::fd::OwnedFd;
     use std::sync::{Arc, Mutex};
 
-    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    fs::write(dir.join("compose.yaml"), APP).map_err(|e| e.to_string())?;
     let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)
         .map_err(|e| format!("openpt: {e}"))?;
     grantpt(&master)

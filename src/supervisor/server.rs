@@ -295,9 +295,11 @@ impl Supervisor {
             // `up` starts the supervisor before it makes anything, so the first query
             // of the first container is answered; a project without networks
             // (`network_mode: host` or `none` only) shows nothing until its containers
-            // are made. A new supervisor that never saw its project waits a while.
+            // are made. A new supervisor that never saw its project waits a while,
+            // unless its directory (its state root) is gone.
             let new = !self.saw_project.load(std::sync::atomic::Ordering::SeqCst)
-                && self.started.elapsed() < EMPTY_GRACE;
+                && self.started.elapsed() < EMPTY_GRACE
+                && self.dir.exists();
             if new {
                 return;
             }
@@ -341,6 +343,11 @@ impl Supervisor {
     /// The project's containers and its networks.
     #[allow(clippy::type_complexity)]
     fn look(&self) -> Result<(BTreeMap<String, Seen>, Vec<NetworkRecord>), String> {
+        // Its directory gone means its state root was deleted: there is nothing left
+        // to serve, and opening the engine would make the root's directories again.
+        if !self.dir.exists() {
+            return Ok((BTreeMap::new(), Vec::new()));
+        }
         let engine = NativeEngine::open(&self.root, &self.program).map_err(|e| e.to_string())?;
         let containers = engine
             .list(&self.project)
