@@ -6,7 +6,7 @@
 //! so every `rcompose` started from here inherits it. Its own `main` (`harness = false`).
 
 mod kernel_support;
-use kernel_support::{check_eq, Suite};
+use kernel_support::{check_eq, states_of, Suite, TestFn};
 
 use std::fs;
 use std::io::Write;
@@ -39,8 +39,6 @@ services:
     command: ["sh", "-c", "trap 'exit 3' HUP; trap 'exit 0' USR1; sleep 301 & wait"]
     stop_signal: SIGUSR1
 "#;
-
-type TestFn = fn(&Path, &Path) -> Result<(), String>;
 
 fn main() {
     helper::maybe_run();
@@ -157,15 +155,7 @@ fn rows(text: &str) -> Vec<Vec<String>> {
 }
 
 fn states(root: &Path) -> Result<Vec<(String, ContainerState)>, String> {
-    let engine = engine(root)?;
-    let mut states: Vec<(String, ContainerState)> = engine
-        .list(PROJECT)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|c| (c.name, c.state))
-        .collect();
-    states.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(states)
+    states_of(root, PROJECT)
 }
 
 fn state_of(root: &Path, name: &str) -> Result<Option<ContainerState>, String> {

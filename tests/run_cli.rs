@@ -3,7 +3,7 @@
 //! tests/up_down.rs does. Its own `main` (`harness = false`).
 
 mod kernel_support;
-use kernel_support::{check_eq, run_output, Suite};
+use kernel_support::{check_eq, run_output, Suite, TestFn};
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -16,8 +16,6 @@ use rcompose::backend::native::NativeEngine;
 use rcompose::orchestrator::plan::ContainerState;
 use rcompose_runtime::container::helper;
 use rcompose_runtime::volume::VolumeFilter;
-
-type TestFn = fn(&Path, &Path) -> Result<(), String>;
 
 const APP: &str = r#"
 services:
@@ -80,11 +78,7 @@ fn main() {
         ("a_terminal_gives_the_container_its_own_tty", terminal),
         ("ctrl_c_is_forwarded_to_the_container", ctrl_c),
     ];
-    let mut all_passed = true;
-    for (name, test) in tests {
-        all_passed &= suite.run(name, test);
-    }
-    suite.finish(all_passed);
+    suite.run_all(tests);
 }
 
 fn command(root: &Path, dir: &Path, project: &str, args: &[&str]) -> Command {

@@ -8,7 +8,7 @@
 //! Service names do not resolve without the supervisor: nothing here depends on DNS.
 
 mod kernel_support;
-use kernel_support::{check_eq, nothing_mounted_under, run_output, Suite};
+use kernel_support::{check_eq, nothing_mounted_under, run_output, states_of, Suite, TestFn};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -19,8 +19,6 @@ use rcompose::orchestrator::plan::ContainerState;
 use rcompose_runtime::container::helper;
 
 const PROJECT: &str = "updown";
-
-type TestFn = fn(&Path, &Path) -> Result<(), String>;
 
 fn compose(mode: &str) -> String {
     format!(
@@ -108,11 +106,7 @@ fn main() {
         ),
         ("create_then_start_from_another_command", create_then_start),
     ];
-    let mut all_passed = true;
-    for (name, test) in tests {
-        all_passed &= suite.run(name, test);
-    }
-    suite.finish(all_passed);
+    suite.run_all(tests);
 }
 
 /// `rcompose --root ROOT -p PROJECT ARGS...` in `dir`.
@@ -209,19 +203,6 @@ fn line_index(stderr: &str, line: &str) -> Result<usize, String> {
 
 fn states(root: &Path) -> Result<Vec<(String, ContainerState)>, String> {
     states_of(root, PROJECT)
-}
-
-fn states_of(root: &Path, project: &str) -> Result<Vec<(String, ContainerState)>, String> {
-    let engine =
-        NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
-    let mut states: Vec<(String, ContainerState)> = engine
-        .list(project)
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(|c| (c.name, c.state))
-        .collect();
-    states.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(states)
 }
 
 fn running_names(root: &Path) -> Result<Vec<String>, String> {

@@ -1215,7 +1215,6 @@ fn replace_or_push_file(files: &mut Vec<FileMount>, file: FileMount) {
     }
 }
 
-/// `name:ro` → (`name`, `Some("ro")`).
 /// An image `VOLUME` path as a clean absolute path (`/data/`, `data` and `/a/./data`
 /// are all `/data`), as Docker compares it with the other mount points.
 fn clean_target(path: &str) -> String {
@@ -1232,6 +1231,7 @@ fn clean_target(path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
+/// `name:ro` → (`name`, `Some("ro")`).
 fn split_mode(entry: &str) -> (&str, Option<&str>) {
     match entry.split_once(':') {
         Some((name, mode)) => (name, Some(mode)),

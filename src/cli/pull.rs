@@ -23,7 +23,6 @@ use crate::orchestrator::pull::{
     pull_all, select_pulls, LocalImages, PullError, PullJob, PullPolicy, PullPurpose, PullRecord,
     PullReporter, PullSelection,
 };
-use crate::project::loader::{self, LoadSettings};
 use crate::project::model::Project;
 use crate::ui::progress::{ProgressDisplay, ProgressMode};
 
@@ -77,7 +76,7 @@ pub struct UpPull {
 }
 
 pub fn run(global: &GlobalOptions, args: &PullArgs) -> anyhow::Result<u8> {
-    let project = load_project(global, &args.services)?;
+    let project = super::up::load_targeted(&global.project_inputs()?, &args.services)?.project;
     let services = services_to_pull(&project, &args.services, args.include_deps)?;
     let store = open_store(global)?;
     let forced = args.policy.map(|policy| match policy {
@@ -135,21 +134,6 @@ pub fn pull_before_up(
     } else {
         bail!("{}", failures.join("\n"))
     }
-}
-
-/// Loads the project as `docker compose pull` does (the named services enable their
-/// profiles), printing the loader's warnings.
-fn load_project(global: &GlobalOptions, services: &[String]) -> anyhow::Result<Project> {
-    let inputs = global.project_inputs()?;
-    let settings = LoadSettings {
-        targeted_services: services.to_vec(),
-        ..LoadSettings::default()
-    };
-    let loaded = loader::load(&inputs, &settings)?;
-    for warning in &loaded.warnings {
-        eprintln!("WARN[0000] {warning}");
-    }
-    Ok(loaded.project)
 }
 
 /// The named services (all when none is), with `--include-deps` their dependencies.

@@ -28,8 +28,8 @@ use crate::orchestrator::converge::{
 use crate::orchestrator::health::HealthStatus;
 use crate::orchestrator::labels::ProjectLabels;
 use crate::orchestrator::plan::{self, ContainerState, UpOptions};
-use crate::project::discover::ConfigSource;
-use crate::project::loader::{self, LoadSettings};
+use crate::project::discover::{ConfigSource, ProjectInputs};
+use crate::project::loader::{self, LoadSettings, Loaded};
 use crate::project::model::Project;
 use crate::ui::logs::{LogFollow, LogSource, LogStyle, LogsOptions};
 use crate::ui::progress::{ProgressDisplay, ProgressMode};
@@ -142,17 +142,24 @@ pub struct ProjectContext {
     pub parallel: usize,
 }
 
+/// Loads the project as Compose's service commands do (the named services enable
+/// their profiles), printing the loader's warnings.
+pub(super) fn load_targeted(inputs: &ProjectInputs, services: &[String]) -> anyhow::Result<Loaded> {
+    let settings = LoadSettings {
+        targeted_services: services.to_vec(),
+        ..LoadSettings::default()
+    };
+    let loaded = loader::load(inputs, &settings)?;
+    for warning in &loaded.warnings {
+        eprintln!("WARN[0000] {warning}");
+    }
+    Ok(loaded)
+}
+
 impl ProjectContext {
     pub fn open(global: &GlobalOptions, services: &[String]) -> anyhow::Result<ProjectContext> {
         let inputs = global.project_inputs()?;
-        let settings = LoadSettings {
-            targeted_services: services.to_vec(),
-            ..LoadSettings::default()
-        };
-        let loaded = loader::load(&inputs, &settings)?;
-        for warning in &loaded.warnings {
-            eprintln!("WARN[0000] {warning}");
-        }
+        let loaded = load_targeted(&inputs, services)?;
         let labels = ProjectLabels {
             name: loaded.project.name.clone(),
             working_dir: inputs.project_directory.display().to_string(),

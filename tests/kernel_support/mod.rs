@@ -6,6 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rcompose::backend::native::NativeEngine;
+use rcompose::orchestrator::plan::ContainerState;
 use rcompose_runtime::container::rootfs::mount_points;
 use rcompose_runtime::image::import::import;
 use rcompose_runtime::image::reference::Reference;
@@ -72,6 +74,20 @@ pub fn enter_throwaway_netns() -> Result<(), String> {
     } else {
         Err(format!("ip link set lo up: {status}"))
     }
+}
+
+/// The containers of `project` in the state root, by name, with their states.
+pub fn states_of(root: &Path, project: &str) -> Result<Vec<(String, ContainerState)>, String> {
+    let engine =
+        NativeEngine::open(root, Path::new("/proc/self/exe")).map_err(|e| e.to_string())?;
+    let mut states: Vec<(String, ContainerState)> = engine
+        .list(project)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|c| (c.name, c.state))
+        .collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(states)
 }
 
 /// Debian's busybox-static as a one-layer image `busybox:latest` in `<root>/images`,
@@ -163,6 +179,9 @@ pub fn run_output(command: &mut Command) -> Result<String, String> {
     }
 }
 
+/// One end-to-end test: given the state root and a directory of its own.
+pub type TestFn = fn(&Path, &Path) -> Result<(), String>;
+
 /// An end-to-end suite as root: a temp dir with a state root holding busybox, the
 /// process in a throwaway network namespace, one directory per test, and at the end
 /// nothing of it may stay mounted.
@@ -219,6 +238,15 @@ impl Suite {
                 false
             }
         }
+    }
+
+    /// Runs every test in turn, then [`Suite::finish`].
+    pub fn run_all(self, tests: &[(&str, TestFn)]) -> ! {
+        let mut all_passed = true;
+        for (name, test) in tests {
+            all_passed &= self.run(name, test);
+        }
+        self.finish(all_passed)
     }
 
     /// Checks that nothing is left mounted, removes the temp dir and exits: 1 when a
